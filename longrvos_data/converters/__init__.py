@@ -1,0 +1,1 @@
+"""Converters: one module per target format; each writes canonical `Video` records."""
