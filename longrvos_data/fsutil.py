@@ -1,12 +1,13 @@
 """Small file-system helpers: atomic writes and cheap frame copies."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
@@ -43,3 +44,32 @@ def link_or_copy(src: str | Path, dst: str | Path) -> None:
         tmp = dst.with_name(f".{dst.name}.tmp")
         shutil.copyfile(src, tmp)
         os.replace(tmp, dst)
+
+
+@contextlib.contextmanager
+def staged_dir(dst: str | Path) -> Iterator[Path]:
+    """A temporary folder beside ``dst`` that replaces ``dst`` only if the block succeeds.
+
+    Writers fill the yielded folder; on success an existing ``dst`` is renamed aside and
+    removed, so a failed write leaves the previous ``dst`` (or nothing) and no half-written
+    folder.
+
+    Example:
+        >>> with staged_dir(out / "valid") as tmp:
+        ...     atomic_write_json(tmp / "meta_expressions.json", meta)
+    """
+    dst = Path(dst)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.", suffix=".partial", dir=dst.parent))
+    try:
+        yield tmp
+        if dst.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{dst.name}.", suffix=".old", dir=dst.parent))
+            os.replace(dst, old / dst.name)
+            os.replace(tmp, dst)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, dst)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

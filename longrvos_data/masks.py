@@ -71,6 +71,18 @@ def area(rles: Sequence[Mapping]) -> np.ndarray:
     return out
 
 
+def bbox(rles: Sequence[Mapping]) -> np.ndarray:
+    """Bounding boxes ``[x, y, w, h]`` of many RLEs, ``(N, 4) float64`` (zeros for empty masks).
+
+    Example:
+        >>> bbox([encode(np.eye(3, dtype=bool))]).tolist()
+        [[0.0, 0.0, 3.0, 3.0]]
+    """
+    if not len(rles):
+        return np.zeros((0, 4), dtype=np.float64)
+    return np.asarray(_coco.toBbox([_coco_rle(r) for r in rles]), dtype=np.float64).reshape(-1, 4)
+
+
 def union(rles: Iterable[Mapping]) -> RLE | None:
     """Union of RLEs of one size, or None when there are none."""
     coco = [_coco_rle(r) for r in rles]

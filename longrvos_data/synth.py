@@ -217,6 +217,22 @@ def _render_frames(folder: Path, names: Sequence[str], source: SynthMaskSource, 
     return frames
 
 
+def synth_splits(format: str, staging: str | Path, *, num_videos: int = 3, num_frames: int = 12,
+                 sizes: Sequence[tuple[int, int]] = DEFAULT_SIZES, max_objects: int = 3, seed: int = 0,
+                 splits: Sequence[str] | None = None) -> dict[str, list[Video]]:
+    """The videos `generate` writes, by split, rendered into ``staging`` (same arguments, same videos)."""
+    profile = PROFILES[format]
+    by_split: dict[str, list[Video]] = {}
+    next_id = 1
+    for s, split in enumerate(splits or profile.splits):
+        vids = synth_videos(dataset=format, split=split, staging=Path(staging) / split, num_videos=num_videos,
+                            num_frames=num_frames, sizes=sizes, max_objects=max_objects, profile=profile,
+                            seed=seed * 10 + s, first_track_id=next_id, annotated=split not in profile.unannotated)
+        next_id += sum(len(v.tracks) for v in vids)
+        by_split[split] = vids
+    return by_split
+
+
 def generate(format: str, out: str | Path, *, num_videos: int = 3, num_frames: int = 12,
              sizes: Sequence[tuple[int, int]] = DEFAULT_SIZES, max_objects: int = 3, seed: int = 0,
              splits: Sequence[str] | None = None, **write_options) -> Path:
@@ -230,17 +246,10 @@ def generate(format: str, out: str | Path, *, num_videos: int = 3, num_frames: i
         >>> generate("long_rvos", "/tmp/lr", num_videos=2)
         PosixPath('/tmp/lr')
     """
-    profile = PROFILES[format]
     out = Path(out)
     staging = out / ".staging"
-    by_split: dict[str, list[Video]] = {}
-    next_id = 1
-    for s, split in enumerate(splits or profile.splits):
-        vids = synth_videos(dataset=format, split=split, staging=staging / split, num_videos=num_videos,
-                            num_frames=num_frames, sizes=sizes, max_objects=max_objects, profile=profile,
-                            seed=seed * 10 + s, first_track_id=next_id, annotated=split not in profile.unannotated)
-        next_id += sum(len(v.tracks) for v in vids)
-        by_split[split] = vids
+    by_split = synth_splits(format, staging, num_videos=num_videos, num_frames=num_frames, sizes=sizes,
+                            max_objects=max_objects, seed=seed, splits=splits)
     writer = importlib.import_module(f"longrvos_data.converters.{format}")
     writer.write(by_split, out, **write_options)
     _remove_tree(staging)
