@@ -313,6 +313,8 @@ def main(argv: list[str] | None = None) -> int:
     except LongRVOSError as err:
         print(f"longrvos {args.verb}: error: {err}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `longrvos info ... | head`
+        return 0
     except KeyError as err:  # an unknown split, video or expression named on the command line
         print(f"longrvos {args.verb}: error: {err.args[0] if err.args else err}", file=sys.stderr)
         return 2
@@ -322,8 +324,6 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:
-        return 0
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ import io
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
+import cv2
 import numpy as np
 from PIL import Image
 from pycocotools import mask as _coco
@@ -33,7 +34,13 @@ def encode(mask: np.ndarray) -> RLE:
     """
     if mask.ndim != 2:
         raise ValueError(f"mask must be 2-D (H, W), got shape {mask.shape}")
-    m = np.asfortranarray(mask != 0, dtype=np.uint8)
+    m = mask if mask.dtype == bool else mask != 0
+    if m.size and m.flags.c_contiguous:
+        # pycocotools wants column-major 0/1 bytes; cv2's blocked transpose makes that copy
+        # several times faster than numpy's strided one (it was most of the cost at 720p).
+        m = cv2.transpose(m.view(np.uint8)).T
+    else:
+        m = np.asfortranarray(m, dtype=np.uint8)
     rle = _coco.encode(m)
     return {"size": [int(rle["size"][0]), int(rle["size"][1])], "counts": rle["counts"].decode("ascii")}
 

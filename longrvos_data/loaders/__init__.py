@@ -20,6 +20,10 @@ LOADERS: dict[str, str] = {
     "mevis": "longrvos_data.loaders.mevis",
     "revos": "longrvos_data.loaders.revos",
     "ref_youtube_vos": "longrvos_data.loaders.ref_youtube_vos",
+    "ytvis": "longrvos_data.loaders.ytvis",
+    "davis": "longrvos_data.loaders.davis",
+    "sola": "longrvos_data.loaders.sola",
+    "hf": "longrvos_data.loaders.hf",
 }
 
 

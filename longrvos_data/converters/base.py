@@ -1,0 +1,797 @@
+"""What every writer shares: the lossy policy, sidecars, resumable streaming, and `convert`.
+
+A target format often cannot hold everything a canonical `Video` carries (palette PNGs
+cannot hold overlapping masks, Long-RVOS names one object per expression, YouTube-VIS
+has no expressions). Each writer's ``write(by_split, out, *, lossy=False, sidecar=...)``
+handles every such item with one of three policies (`Keeper`):
+
+* ``sidecar=True``: keep the item in a **sidecar** (``longrvos_sidecar.json`` in the
+  split folder, schema below) that the format's loader reads back, so the round trip
+  is lossless. The default of the ytvis, davis and sola writers, and what `convert`
+  (``longrvos convert``) asks of every writer;
+* ``sidecar=False``: **refuse** it with a `DataError` naming the video and the field
+  (``longrvos convert --no-sidecar``; the default of the long_rvos and mevis writers
+  when called directly);
+* ``lossy=True`` (``longrvos convert --lossy``): no sidecar and no refusal: the item is
+  left out and listed in `WriteReport.dropped`, one `Dropped` per expression, per track,
+  per lost field, or per (track, reason) with the frame indices.
+
+Sidecar (``<out>/<split>/longrvos_sidecar.json``), written only when something needs it::
+
+    {"format": "longrvos-sidecar", "version": 1, "target": "davis", "split": "valid",
+     "videos": {
+       "<video_id>": {
+         "expressions": [{"position": 3, "exp_id": "3", "text": "...", "track_ids": ["1", "2"],
+                          "kind": "referring", "kind_raw": null, "meta": {}}],
+         "tracks": [{"position": 0, "track_id": "7", "category": null, "meta": {}}],
+         "masks": {"<track_id>": {"<frame index>": <RLE>}},
+         "values": {"<key>": <value>}
+       }}}
+
+Reading it back (`Sidecar.apply`, called by each loader on each video):
+``values.track_ids`` (``{id in the format: canonical id}``) renames tracks first; an
+``expressions`` or ``tracks`` item whose id the format also has replaces it, the others
+are inserted at their ``position`` in the video's lists; a ``masks`` entry replaces what
+the format gives for that track in that frame (an RLE of area 0 is a mask that is present
+but empty); ``values.has_masks = false`` removes the masks, ``values.fps`` and
+``values.meta`` set the video's fields. Other ``values`` are per-format, documented by
+each writer.
+
+Streaming and resume: a writer handles one video at a time (`write_streaming`), writing
+each file atomically (temporary name, then rename). When a video's files are complete a
+marker ``<out>/.longrvos_parts/<target>/<split>/v_<video_id>.json`` is written holding
+what the split-level files need from it (e.g. its YouTube-VIS annotations); the
+split-level files are assembled from the markers at the end, then the markers are
+removed. A run killed midway leaves only whole files; re-running the same command skips
+the videos that have a marker. With a `SplitReader` source, videos are written in
+``workers`` processes (`longrvos_data.parallel.map_videos`).
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import functools
+import importlib
+import inspect
+import json
+import logging
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
+
+import numpy as np
+
+from .. import masks as _masks
+from ..errors import DataError, OnError, Problem, ProblemLog
+from ..fsutil import atomic_open, atomic_write_json
+from ..loaders.base import SplitReader, read_json
+from ..schema import Expression, MaskSource, Track, Video, check_id
+
+log = logging.getLogger("longrvos_data")
+
+TARGETS: tuple[str, ...] = ("hf", "mevis", "long_rvos", "ytvis", "davis", "sola")
+"""Formats `convert` writes (``longrvos convert --to``)."""
+
+SIDECAR = "longrvos_sidecar.json"
+SIDECAR_FORMAT = "longrvos-sidecar"
+SIDECAR_VERSION = 1
+PARTS_DIR = ".longrvos_parts"
+
+
+# -- what was dropped, and the report ---------------------------------------------------
+@dataclass(frozen=True)
+class Dropped:
+    """One item a lossy write left out.
+
+    Attributes:
+        split, video: where.
+        what: ``"expression"``, ``"track"``, ``"mask"`` (some frames of one track) or ``"value"``.
+        reason: why the format cannot hold it.
+        exp_id, track_id: the expression or track concerned, when there is one.
+        frames: frame indices, for ``"mask"``.
+        key: the field, for ``"value"`` (e.g. ``"fps"``).
+    """
+
+    split: str
+    video: str
+    what: str
+    reason: str
+    exp_id: str | None = None
+    track_id: str | None = None
+    frames: tuple[int, ...] = ()
+    key: str | None = None
+
+    def __str__(self) -> str:
+        if self.what == "expression":
+            item = f"expression {self.exp_id!r}"
+        elif self.what == "track":
+            item = f"track {self.track_id!r}"
+        elif self.what == "mask":
+            item = f"track {self.track_id!r} frames {_ranges(self.frames)}"
+        elif self.track_id is not None:
+            item = f"track {self.track_id!r} {self.key}"
+        elif self.exp_id is not None:
+            item = f"expression {self.exp_id!r} {self.key}"
+        else:
+            item = f"{self.key}"
+        return f"{self.split}/{self.video}: {item}: {self.reason}"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"split": self.split, "video": self.video, "what": self.what, "reason": self.reason,
+                "exp_id": self.exp_id, "track_id": self.track_id, "frames": list(self.frames), "key": self.key}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "Dropped":
+        return cls(d["split"], d["video"], d["what"], d["reason"], d.get("exp_id"), d.get("track_id"),
+                   tuple(d.get("frames") or ()), d.get("key"))
+
+
+def _ranges(frames: Sequence[int]) -> str:
+    """``[1, 2, 3, 7]`` -> ``"1-3, 7"``."""
+    out, start, prev = [], None, None
+    for f in sorted(frames):
+        if start is None:
+            start = prev = f
+        elif f == prev + 1:
+            prev = f
+        else:
+            out.append(f"{start}-{prev}" if prev != start else f"{start}")
+            start = prev = f
+    if start is not None:
+        out.append(f"{start}-{prev}" if prev != start else f"{start}")
+    return ", ".join(out)
+
+
+@dataclass
+class WriteReport:
+    """What a write did: videos per split, what it resumed, dropped and kept aside.
+
+    Example:
+        >>> report = convert("data/mevis", "davis", "out/davis", lossy=True)
+        >>> for item in report.dropped:
+        ...     print(item)
+    """
+
+    target: str
+    out: Path
+    lossy: bool = False
+    videos: dict[str, int] = field(default_factory=dict)
+    resumed: dict[str, int] = field(default_factory=dict)
+    dropped: list[Dropped] = field(default_factory=list)
+    sidecars: list[Path] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"target": self.target, "out": str(self.out), "lossy": self.lossy, "videos": dict(self.videos),
+                "resumed": dict(self.resumed), "dropped": [d.as_dict() for d in self.dropped],
+                "sidecars": [str(p) for p in self.sidecars], "problems": [p.as_dict() for p in self.problems]}
+
+
+# -- the per-video policy ---------------------------------------------------------------
+def jsonable(value: Any) -> Any:
+    """``value`` as plain JSON types (tuples become lists, unknown objects their str)."""
+    return json.loads(json.dumps(value, default=str))
+
+
+def expression_to_json(e: Expression) -> dict[str, Any]:
+    return {"exp_id": e.exp_id, "text": e.text, "track_ids": list(e.track_ids), "kind": e.kind,
+            "kind_raw": jsonable(e.kind_raw), "meta": jsonable(dict(e.meta))}
+
+
+def track_to_json(t: Track) -> dict[str, Any]:
+    return {"track_id": t.track_id, "category": t.category, "meta": jsonable(dict(t.meta))}
+
+
+class Keeper:
+    """One video's items its target format cannot hold: kept, refused, or dropped and listed.
+
+    The policy is one of three: ``lossy`` drops the item and lists it (`dropped`);
+    otherwise ``sidecar`` keeps it in the video's sidecar entry (`entry`); otherwise the
+    item is refused with a `DataError` naming the video and the field. Writers call
+    `expression`, `track`, `mask`, `value` and `rename` for each such item.
+
+    Args:
+        video: the video being written.
+        split, target: where, and the format id (for messages and the sidecar).
+        lossy: drop and list.
+        sidecar: keep in the sidecar (when not lossy); False refuses.
+
+    Example:
+        >>> keep = Keeper(video, split="valid", target="davis", lossy=False)
+        >>> keep.expression(2, video.expressions[2], "names two objects; DAVIS meta holds one")
+        >>> keep.entry()["expressions"][0]["position"]
+        2
+    """
+
+    def __init__(self, video: Video, *, split: str, target: str, lossy: bool, sidecar: bool = True) -> None:
+        self.video, self.split, self.target = video, split, target
+        self.lossy, self.sidecar = lossy, sidecar
+        self._expressions: list[dict[str, Any]] = []
+        self._tracks: list[dict[str, Any]] = []
+        self._masks: dict[str, dict[str, Any]] = {}
+        self._values: dict[str, Any] = {}
+        self._dropped: list[Dropped] = []
+        self._mask_drops: dict[tuple[str, str], list[int]] = {}
+
+    def _drop(self, what: str, reason: str, **kw: Any) -> None:
+        self._dropped.append(Dropped(self.split, self.video.video_id, what, reason, **kw))
+
+    def _refuse(self, reason: str, field: str) -> None:
+        if not self.lossy and not self.sidecar:
+            raise DataError(f"{reason} (pass lossy=True / --lossy to leave it out, or keep it in a sidecar)",
+                            file=self.video.source_file, video=self.video.video_id, field=field)
+
+    def expression(self, position: int, expression: Expression, reason: str, *, field: str = "",
+                   lost: str | None = None) -> None:
+        """An expression the format cannot hold.
+
+        Args:
+            position: its index in ``video.expressions`` (where the reader puts it back).
+            expression: the expression; the sidecar keeps it whole, and on reading it is
+                inserted at ``position`` or replaces the format's expression of the same id.
+            reason: why, for the error or the drop list.
+            field: the refused part, appended to ``expressions.<exp_id>`` in the error.
+            lost: when the format writes the expression but loses one part of it (e.g.
+                ``"kind"``), that part: the drop list then names it instead of the expression.
+        """
+        self._refuse(reason, f"expressions.{expression.exp_id}" + (f".{field}" if field else ""))
+        if self.lossy:
+            if lost is not None:
+                self._drop("value", reason, exp_id=expression.exp_id, key=lost)
+            else:
+                self._drop("expression", reason, exp_id=expression.exp_id)
+        else:
+            self._expressions.append({"position": position, **expression_to_json(expression)})
+
+    def track(self, position: int, track: Track, reason: str, *, field: str = "", lost: str | None = None) -> None:
+        """A track the format cannot hold (its masks go through `mask`); arguments as for `expression`."""
+        self._refuse(reason, f"tracks.{track.track_id}" + (f".{field}" if field else ""))
+        if self.lossy:
+            if lost is not None:
+                self._drop("value", reason, track_id=track.track_id, key=lost)
+            else:
+                self._drop("track", reason, track_id=track.track_id)
+        else:
+            self._tracks.append({"position": position, **track_to_json(track)})
+
+    def mask(self, track_id: str, frame: int, rle: Mapping[str, Any], reason: str) -> None:
+        """One track's exact mask in one frame, which the format does not show exactly."""
+        self._refuse(reason, f"masks[{frame}].{track_id}")
+        if self.lossy:
+            self._mask_drops.setdefault((track_id, reason), []).append(frame)
+        else:
+            self._masks.setdefault(track_id, {})[str(frame)] = {"size": list(rle["size"]),
+                                                                  "counts": rle["counts"]}
+
+    def value(self, key: str, value: Any, reason: str) -> None:
+        """One per-video field the format has no place for (``fps``, ``meta``, ``has_masks``...)."""
+        self._refuse(reason, key)
+        if self.lossy:
+            self._drop("value", reason, key=key)
+        else:
+            self._values[key] = jsonable(value)
+
+    def note(self, key: str, value: Any) -> None:
+        """A per-video field for the sidecar only (when keeping one); the writer judges its loss itself."""
+        if self.sidecar and not self.lossy:
+            self._values[key] = jsonable(value)
+
+    def rename(self, format_id: str, track_id: str, reason: str, *, refuse: bool = True) -> None:
+        """The format stores track ``track_id`` as ``format_id``; the sidecar maps it back.
+
+        ``refuse=False``: when neither sidecar nor lossy, accept the format's id silently
+        (for a renaming that is the format's own documented convention).
+        """
+        if refuse:
+            self._refuse(reason, f"tracks.{track_id}")
+        if self.lossy:
+            self._drop("value", f"{reason}; written as {format_id!r}", key="id", track_id=track_id)
+        elif self.sidecar:
+            self._values.setdefault("track_ids", {})[format_id] = track_id
+
+    def dropped(self) -> list[Dropped]:
+        mask = [Dropped(self.split, self.video.video_id, "mask", reason, track_id=tid, frames=tuple(sorted(frames)))
+                for (tid, reason), frames in self._mask_drops.items()]
+        return self._dropped + mask
+
+    def entry(self) -> dict[str, Any] | None:
+        """The video's sidecar entry, None when nothing was kept."""
+        out: dict[str, Any] = {}
+        if self._expressions:
+            out["expressions"] = self._expressions
+        if self._tracks:
+            out["tracks"] = self._tracks
+        if self._masks:
+            out["masks"] = self._masks
+        if self._values:
+            out["values"] = self._values
+        return out or None
+
+    def part(self, **data: Any) -> dict[str, Any]:
+        """The video's resume marker: its sidecar entry, drops and the writer's ``data``."""
+        return {"video_id": self.video.video_id, "sidecar": self.entry(),
+                "dropped": [d.as_dict() for d in self.dropped()], "data": data}
+
+
+# -- reading a sidecar back -------------------------------------------------------------
+@dataclass(frozen=True)
+class SidecarVideo:
+    """One video's sidecar entry, parsed and checked."""
+
+    expressions: tuple[tuple[int, Expression], ...] = ()
+    tracks: tuple[tuple[int, Track], ...] = ()
+    masks: Mapping[str, Mapping[int, dict]] = field(default_factory=dict)
+    values: Mapping[str, Any] = field(default_factory=dict)
+
+    def merge_expressions(self, official: Sequence[Expression]) -> list[Expression]:
+        return _merge(official, self.expressions, lambda e: e.exp_id)
+
+    def merge_tracks(self, official: Sequence[Track]) -> list[Track]:
+        return _merge(official, self.tracks, lambda t: t.track_id)
+
+    def wrap(self, source: MaskSource | None, *, track_ids: Sequence[str]) -> MaskSource | None:
+        """``source`` with this entry's masks laid over it (``source`` itself when none)."""
+        if not self.masks:
+            return source
+        return SidecarMaskSource(source, self.masks, track_ids)
+
+
+EMPTY_SIDECAR_VIDEO = SidecarVideo()
+
+
+def _merge(official: Sequence[Any], kept: Sequence[tuple[int, Any]], key: Callable[[Any], str]) -> list[Any]:
+    """``official`` with ``kept`` items replacing those of the same id, the rest inserted at their positions."""
+    out = list(official)
+    index = {key(item): i for i, item in enumerate(out)}
+    inserts = []
+    for position, item in kept:
+        if key(item) in index:
+            out[index[key(item)]] = item
+        else:
+            inserts.append((position, item))
+    for position, item in sorted(inserts, key=lambda p: p[0]):
+        out.insert(min(position, len(out)), item)
+    return out
+
+
+class RenamedMaskSource(MaskSource):
+    """A mask source whose track ids are renamed (``{id in the format: canonical id}``)."""
+
+    def __init__(self, base: MaskSource, names: Mapping[str, str]) -> None:
+        self.base, self.names = base, dict(names)
+
+    def _rename(self, d: dict) -> dict:
+        return {self.names.get(k, k): v for k, v in d.items()}
+
+    def masks(self, index: int) -> dict[str, np.ndarray]:
+        return self._rename(self.base.masks(index))
+
+    def rles(self, index: int) -> dict[str, dict]:
+        return self._rename(self.base.rles(index))
+
+    def areas(self, index: int) -> dict[str, int]:
+        return self._rename(self.base.areas(index))
+
+    def check(self, index: int) -> list[str]:
+        return self.base.check(index)
+
+
+class SidecarMaskSource(MaskSource):
+    """A format's masks with the sidecar's exact masks laid over them, frame by frame."""
+
+    def __init__(self, base: MaskSource | None, overrides: Mapping[str, Mapping[int, dict]],
+                 track_ids: Sequence[str]) -> None:
+        self.base, self.overrides = base, overrides
+        self.order = {tid: i for i, tid in enumerate(track_ids)}
+
+    def _sorted(self, d: dict) -> dict:
+        return dict(sorted(d.items(), key=lambda kv: self.order.get(kv[0], len(self.order))))
+
+    def masks(self, index: int) -> dict[str, np.ndarray]:
+        out = self.base.masks(index) if self.base is not None else {}
+        for tid, frames in self.overrides.items():
+            if index in frames:
+                out[tid] = _masks.decode(frames[index])
+        return self._sorted(out)
+
+    def rles(self, index: int) -> dict[str, dict]:
+        out = self.base.rles(index) if self.base is not None else {}
+        for tid, frames in self.overrides.items():
+            if index in frames:
+                out[tid] = frames[index]
+        return self._sorted(out)
+
+    def areas(self, index: int) -> dict[str, int]:
+        out = self.base.areas(index) if self.base is not None else {}
+        for tid, frames in self.overrides.items():
+            if index in frames:
+                out[tid] = int(_masks.area([frames[index]])[0])
+        return self._sorted(out)
+
+    def check(self, index: int) -> list[str]:
+        return self.base.check(index) if self.base is not None else []
+
+
+class Sidecar:
+    """A split's sidecar file; `video` gives one video's entry (empty when it has none).
+
+    Example:
+        >>> side = Sidecar.read(Path("out/davis/valid"))
+        >>> expressions = side.video("v1", ...).merge_expressions(official)
+    """
+
+    def __init__(self, path: Path | None, videos: Mapping[str, Any]) -> None:
+        self.path, self._videos = path, videos
+
+    @classmethod
+    def read(cls, folder: str | Path, *, target: str | None = None) -> "Sidecar":
+        path = Path(folder) / SIDECAR
+        if not path.is_file():
+            return cls(None, {})
+        data = read_json(path)
+        if not isinstance(data, dict) or data.get("format") != SIDECAR_FORMAT:
+            raise DataError(f"not a sidecar: expected an object with \"format\": \"{SIDECAR_FORMAT}\"", file=path)
+        if data.get("version") != SIDECAR_VERSION:
+            raise DataError(f"sidecar version {data.get('version')!r} is not {SIDECAR_VERSION}", file=path,
+                            field="version")
+        if target is not None and data.get("target") != target:
+            raise DataError(f"sidecar was written for {data.get('target')!r}, not {target!r}", file=path,
+                            field="target")
+        videos = data.get("videos")
+        if not isinstance(videos, dict):
+            raise DataError("expected an object", file=path, field="videos")
+        return cls(path, videos)
+
+    def __contains__(self, video_id: str) -> bool:
+        return video_id in self._videos
+
+    def video_ids(self) -> list[str]:
+        return list(self._videos)
+
+    def apply(self, video: Video) -> Video:
+        """``video`` as the format gave it, completed with its sidecar entry (module docstring).
+
+        Example:
+            >>> video = sidecar.apply(video)     # in a loader's ``_load``
+        """
+        if video.video_id not in self._videos:
+            return video
+        side = self.video(video.video_id, num_frames=video.num_frames, height=video.height, width=video.width)
+        names = side.values.get("track_ids") or {}
+        if not isinstance(names, dict):
+            raise DataError("expected an object", file=self.path, video=video.video_id,
+                            field=f"videos.{video.video_id}.values.track_ids")
+        tracks = [dataclasses.replace(t, track_id=str(names.get(t.track_id, t.track_id))) for t in video.tracks]
+        expressions = [dataclasses.replace(e, track_ids=tuple(str(names.get(t, t)) for t in e.track_ids))
+                       for e in video.expressions]
+        tracks = side.merge_tracks(tracks)
+        source = video.mask_source
+        if side.values.get("has_masks") is False:
+            source = None
+        if source is not None:
+            if names:
+                source = RenamedMaskSource(source, names)
+            source = side.wrap(source, track_ids=[t.track_id for t in tracks])
+        changes: dict[str, Any] = dict(tracks=tuple(tracks), expressions=tuple(side.merge_expressions(expressions)),
+                                       mask_source=source)
+        if "fps" in side.values:
+            changes["fps"] = side.values["fps"]
+        if "meta" in side.values:
+            changes["meta"] = side.values["meta"] or {}
+        return dataclasses.replace(video, **changes)
+
+    def video(self, video_id: str, *, num_frames: int, height: int, width: int) -> SidecarVideo:
+        """Video ``video_id``'s entry, checked against the video's frame count and size."""
+        raw = self._videos.get(video_id)
+        if raw is None:
+            return EMPTY_SIDECAR_VIDEO
+        where = dict(file=self.path, video=video_id)
+        if not isinstance(raw, dict):
+            raise DataError("expected an object", field=f"videos.{video_id}", **where)
+        try:
+            expressions = tuple((int(e["position"]), Expression(
+                str(e["exp_id"]), str(e["text"]), tuple(str(t) for t in e["track_ids"]), e["kind"],
+                e.get("kind_raw"), e.get("meta") or {})) for e in raw.get("expressions", ()))
+            tracks = tuple((int(t["position"]), Track(str(t["track_id"]), t.get("category"), t.get("meta") or {}))
+                           for t in raw.get("tracks", ()))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise DataError(f"malformed entry ({type(exc).__name__}: {exc})", field=f"videos.{video_id}",
+                            **where) from None
+        masks: dict[str, dict[int, dict]] = {}
+        for tid, frames in (raw.get("masks") or {}).items():
+            if not isinstance(frames, dict):
+                raise DataError("expected an object", field=f"videos.{video_id}.masks.{tid}", **where)
+            for key, rle in frames.items():
+                f = f"videos.{video_id}.masks.{tid}.{key}"
+                if not key.isdigit() or int(key) >= num_frames:
+                    raise DataError(f"frame index {key!r} is not in 0..{num_frames - 1}", field=f, **where)
+                if not _masks.is_rle(rle):
+                    raise DataError("expected an RLE {size, counts}", field=f, **where)
+                if list(rle["size"]) != [height, width]:
+                    raise DataError(f"RLE size {rle['size']} is not the video's [{height}, {width}]", field=f,
+                                    **where)
+                masks.setdefault(str(tid), {})[int(key)] = rle
+        values = raw.get("values") or {}
+        if not isinstance(values, dict):
+            raise DataError("expected an object", field=f"videos.{video_id}.values", **where)
+        return SidecarVideo(expressions, tracks, masks, values)
+
+
+# -- streaming JSON and the sidecar writer ------------------------------------------------
+def write_json_chunks(path: str | Path, chunks: Iterable[str]) -> None:
+    """Write a JSON text given in pieces to ``path`` atomically (temp file, then rename)."""
+    with atomic_open(path, "w", encoding="utf-8") as fh:
+        for chunk in chunks:
+            fh.write(chunk)
+
+
+def json_object_chunks(pairs: Iterable[tuple[str, Any]]) -> Iterator[str]:
+    """``{"k": v, ...}`` as text pieces, one pair at a time."""
+    yield "{"
+    for i, (key, value) in enumerate(pairs):
+        yield ("," if i else "") + json.dumps(key, ensure_ascii=False) + ":" + json.dumps(value, ensure_ascii=False)
+    yield "}"
+
+
+def json_array_chunks(items: Iterable[Any]) -> Iterator[str]:
+    """``[v, ...]`` as text pieces, one item at a time."""
+    yield "["
+    for i, value in enumerate(items):
+        yield ("," if i else "") + json.dumps(value, ensure_ascii=False)
+    yield "]"
+
+
+def write_sidecar(folder: str | Path, *, target: str, split: str,
+                  entries: Callable[[], Iterable[tuple[str, dict | None]]]) -> Path | None:
+    """Write ``folder/longrvos_sidecar.json`` from ``(video_id, entry)`` pairs, streaming.
+
+    ``entries`` is called twice (once to see whether any entry is non-empty). With no
+    entry the file is not written, and a stale one from an earlier run is removed.
+    """
+    path = Path(folder) / SIDECAR
+    if not any(entry for _, entry in entries()):
+        path.unlink(missing_ok=True)
+        return None
+    head = json.dumps({"format": SIDECAR_FORMAT, "version": SIDECAR_VERSION, "target": target, "split": split})
+    pairs = ((vid, entry) for vid, entry in entries() if entry)
+    write_json_chunks(path, [head[:-1], ', "videos": ', *json_object_chunks(pairs), "}"])
+    return path
+
+
+# -- resumable, parallel, one video at a time --------------------------------------------
+class SplitJob:
+    """The resume markers of one split of one write, in ``out/.longrvos_parts/<target>/<split>/``.
+
+    ``settings`` (the policy and target options) are stored in ``job.json``; markers left
+    by a run with other settings are discarded rather than mixed in. A re-run is expected
+    to read the same source (the same command, run again).
+    """
+
+    def __init__(self, out: Path, target: str, split: str, settings: Mapping[str, Any]) -> None:
+        self.folder = Path(out) / PARTS_DIR / target / split
+        self.settings = jsonable(dict(settings))
+
+    def start(self) -> None:
+        job = self.folder / "job.json"
+        if self.folder.is_dir():
+            try:
+                same = json.loads(job.read_text("utf-8")) == self.settings
+            except (OSError, ValueError):
+                same = False
+            if not same:
+                log.info("discarding resume markers of another run in %s", self.folder)
+                shutil.rmtree(self.folder)
+        if not self.folder.is_dir():
+            atomic_write_json(job, self.settings)
+
+    def _marker(self, video_id: str) -> Path:
+        return self.folder / f"v_{video_id}.json"
+
+    def done(self, video_id: str) -> bool:
+        return self._marker(video_id).is_file()
+
+    def save(self, video_id: str, part: Mapping[str, Any]) -> None:
+        atomic_write_json(self._marker(video_id), part)
+
+    def load(self, video_id: str) -> dict[str, Any]:
+        with open(self._marker(video_id), encoding="utf-8") as fh:
+            return json.load(fh)
+
+    def parts(self, video_ids: Sequence[str]) -> Iterator[dict[str, Any]]:
+        """The markers of ``video_ids``, in that order, one at a time."""
+        for vid in video_ids:
+            yield self.load(vid)
+
+    def finish(self) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)
+        for parent in (self.folder.parent, self.folder.parent.parent):
+            try:
+                parent.rmdir()
+            except OSError:
+                break
+
+
+@contextlib.contextmanager
+def cleaned_on_error(*folders: Path) -> Iterator[None]:
+    """Remove those of ``folders`` this block created if it fails, so a bad video leaves nothing.
+
+    Folders that existed before (a source converted in place, an earlier run's output)
+    are left alone.
+    """
+    fresh = [Path(f) for f in folders if not Path(f).exists()]
+    try:
+        yield
+    except BaseException:
+        for folder in fresh:
+            shutil.rmtree(folder, ignore_errors=True)
+        raise
+
+
+VideoWriter = Callable[..., dict]
+"""``fn(video, *, out, split, lossy, sidecar, **options) -> part``: writes one video's files, returns its marker."""
+
+SplitFinisher = Callable[..., None]
+"""``fn(out, split, job, video_ids, *, lossy, sidecar, report, **options)``: writes the split-level files."""
+
+
+def write_streaming(by_split: Mapping[str, SplitReader | Iterable[Video]], out: str | Path, *, target: str,
+                    write_video: VideoWriter, finish_split: SplitFinisher, lossy: bool = False, sidecar: bool = True,
+                    workers: int = 1, progress: bool = False, on_error: OnError = "raise",
+                    options: Mapping[str, Any] | None = None) -> WriteReport:
+    """Write every split one video at a time with resume markers; see the module docstring.
+
+    Args:
+        by_split: ``{split: SplitReader or iterable of Video}``.
+        out: the output root.
+        target: the format id (names the marker folder).
+        write_video: module-level function writing one video (sent to worker processes).
+        finish_split: writes the split-level files from the markers.
+        lossy: drop and list what the format cannot hold instead of keeping or refusing it.
+        sidecar: keep what the format cannot hold in the sidecar; False refuses it (`Keeper`).
+        workers: processes per split (SplitReader sources only).
+        progress: show a progress bar per split.
+        on_error: ``"skip"`` records a bad video in `WriteReport.problems` and goes on.
+        options: extra keyword arguments for ``write_video`` and ``finish_split`` (JSON-able;
+            they are part of the resume settings).
+
+    Returns:
+        The `WriteReport`.
+
+    Example:
+        >>> report = write_streaming({"valid": reader}, out, target="davis", write_video=_write_video,
+        ...                          finish_split=_finish_split, workers=2)
+    """
+    from ..parallel import map_videos  # late: parallel imports the loaders
+
+    out = Path(out)
+    options = dict(options or {})
+    report = WriteReport(target=target, out=out, lossy=lossy)
+    problems = ProblemLog(on_error)
+    for split, videos in by_split.items():
+        check_id(split, file=None, video=None, field="split")
+        kw = dict(out=str(out), split=split, lossy=lossy, sidecar=sidecar, **options)
+        fn = functools.partial(write_video, **kw)
+        order: list[str] = []
+        written = resumed = 0
+        if isinstance(videos, SplitReader):
+            ids = list(videos.video_ids())
+            job = SplitJob(out, target, split, {"lossy": lossy, "sidecar": sidecar, "options": options})
+            job.start()
+            todo = [v for v in ids if not job.done(v)]
+            resumed = len(ids) - len(todo)
+            for vid, result in map_videos(videos, todo, fn, workers=workers, progress=progress,
+                                          desc=f"{target} {split}", errors="return"):
+                if isinstance(result, DataError):
+                    problems.add(result)
+                    continue
+                job.save(vid, result)
+                written += 1
+            order = [v for v in ids if job.done(v)]
+        else:
+            from tqdm.auto import tqdm
+            job = SplitJob(out, target, split, {"lossy": lossy, "sidecar": sidecar, "options": options})
+            job.start()
+            seen: set[str] = set()
+            for video in tqdm(videos, desc=f"{target} {split}", unit="video", disable=not progress, leave=False):
+                vid = video.video_id
+                if vid in seen:
+                    problems.add(DataError("video id is written twice in this split", file=video.source_file,
+                                           video=vid, field="video_id"))
+                    continue
+                seen.add(vid)
+                if job.done(vid):
+                    resumed += 1
+                    order.append(vid)
+                    continue
+                try:
+                    part = fn(video)
+                except DataError as err:
+                    problems.add(err)
+                    continue
+                job.save(vid, part)
+                order.append(vid)
+                written += 1
+        finish_split(out, split, job, order, lossy=lossy, sidecar=sidecar, report=report, **options)
+        for part in job.parts(order):
+            report.dropped.extend(Dropped.from_dict(d) for d in part["dropped"])
+        side_path = write_sidecar(out / split, target=target, split=split,
+                                  entries=lambda: ((p["video_id"], p["sidecar"]) for p in job.parts(order)))
+        if side_path is not None:
+            report.sidecars.append(side_path)
+        job.finish()
+        report.videos[split] = len(order)
+        if resumed:
+            report.resumed[split] = resumed
+        log.info("%s: split %r: %d video(s) written, %d resumed, to %s", target, split, written, resumed, out)
+    report.problems.extend(problems.problems)
+    return report
+
+
+# -- convert: load a source, write a target ---------------------------------------------
+def convert(src: str | Path, target: str, out: str | Path, *, format: str | None = None, split: str | None = None,
+            lossy: bool = False, sidecar: bool = True, workers: int = 1, on_error: OnError = "raise",
+            progress: bool = False, **options: Any) -> WriteReport:
+    """Read the dataset at ``src`` and write it as ``target`` under ``out``.
+
+    Args:
+        src: dataset root or one split folder, in any readable format.
+        target: one of `TARGETS`.
+        out: output root.
+        format: the source format id; detected from the content when None.
+        split: convert only this split.
+        lossy: leave out (and list) what ``target`` cannot hold instead of keeping it in a
+            sidecar or refusing.
+        sidecar: keep what ``target`` cannot hold in ``<split>/longrvos_sidecar.json``
+            (default); False refuses it with a `DataError`.
+        workers: processes per split.
+        on_error: ``"skip"`` leaves bad videos out with a warning (in ``report.problems``).
+        progress: show progress bars.
+        **options: target-specific options (e.g. ``link_frames`` for ``hf``), passed to the
+            writer when its ``write`` accepts them.
+
+    Returns:
+        The writer's `WriteReport` (a minimal one for writers that return None).
+
+    Raises:
+        LongRVOSError: unknown target; `FormatDetectionError`; `DataError` for bad input
+            (``on_error="raise"``) or for what ``target`` cannot hold (``lossy=False``).
+
+    Example:
+        >>> report = convert("data/mevis", "ytvis", "out/mevis_ytvis", split="valid_u", workers=2)
+        >>> report.sidecars
+        [PosixPath('out/mevis_ytvis/valid_u/longrvos_sidecar.json')]
+    """
+    from ..errors import LongRVOSError
+    from ..loaders import load
+
+    if target not in TARGETS:
+        raise LongRVOSError(f"unknown target {target!r}; known targets: {', '.join(TARGETS)}")
+    dataset = load(src, format=format, split=split, on_error=on_error)
+    writer = importlib.import_module(f"longrvos_data.converters.{target}")
+    by_split = {split: dataset[split]} if split is not None else dict(dataset.splits)
+    offered = dict(lossy=lossy, sidecar=sidecar, workers=workers, progress=progress, on_error=on_error, **options)
+    accepted = inspect.signature(writer.write).parameters
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in accepted.values())
+    kwargs = {k: v for k, v in offered.items() if takes_any or k in accepted}
+    if lossy and "lossy" not in kwargs:
+        raise LongRVOSError(f"the {target} writer has no lossy mode")
+    unused = [k for k in options if k not in kwargs]
+    if unused:
+        raise LongRVOSError(f"the {target} writer takes no option(s) {', '.join(sorted(unused))}")
+    if workers > 1 and "workers" not in kwargs:
+        log.warning("the %s writer runs in one process; --workers is ignored", target)
+    hints = dict(source_format=dataset.format, source_root=Path(src))   # for writers that record provenance
+    kwargs.update({k: v for k, v in hints.items() if k in accepted and k not in kwargs})
+    result = writer.write(by_split, Path(out), **kwargs)
+    report = result if isinstance(result, WriteReport) else WriteReport(
+        target=target, out=Path(out), lossy=lossy, videos={s: len(r) for s, r in by_split.items()})
+    report.problems[:0] = dataset.problems.problems
+    return report
+
+
+__all__ = ["Dropped", "Keeper", "cleaned_on_error", "PARTS_DIR", "RenamedMaskSource", "SIDECAR", "Sidecar", "SidecarMaskSource",
+           "SidecarVideo", "SplitJob",
+           "TARGETS", "WriteReport", "convert", "json_array_chunks", "json_object_chunks", "write_json_chunks",
+           "write_sidecar", "write_streaming"]
