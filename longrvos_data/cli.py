@@ -158,6 +158,8 @@ def _add_fiftyone(sub) -> None:
     p.add_argument("--launch", action="store_true", help="serve the App afterwards (Ctrl-C stops it)")
     p.add_argument("--port", type=int, default=5151, help="App port with --launch")
     p.add_argument("--view", help="saved view to open with --launch (e.g. by_video)")
+    p.add_argument("--expression", metavar="VIDEO_ID/EXP_ID",
+                   help="save the view 'expression' showing only this expression's target (opened by --launch)")
     p.add_argument("--json", action="store_true", help="print the report as one JSON object")
 
 
@@ -176,8 +178,13 @@ def _run_fiftyone(args) -> int:
               + (f", {report.pred_labels} prediction(s), {report.scored} scored" if args.pred else "")
               + f"; {report.samples / max(report.seconds, 1e-9):.0f} frames/s")
         print(f"saved views: {', '.join(report.views)}")
+    view = args.view
+    if args.expression:
+        video_id, _, exp_id = args.expression.partition("/")
+        lfo.expression_view(args.name, video_id, exp_id, split=args.split, save_as=lfo.VIEW_EXPRESSION)
+        view = view or lfo.VIEW_EXPRESSION
     if args.launch:
-        session = lfo.launch(args.name, port=args.port, view=args.view)
+        session = lfo.launch(args.name, port=args.port, view=view)
         print(f"App at http://localhost:{args.port} (Ctrl-C stops it)", file=sys.stderr)
         try:
             session.wait()

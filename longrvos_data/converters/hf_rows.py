@@ -1,0 +1,147 @@
+"""One video's rows of the hf layout as plain Python: the part of `converters.hf` that runs
+in worker processes.
+
+It imports neither `datasets` nor `pyarrow`, so a worker starts in a fraction of a second
+and stays small; the parent turns the rows into Arrow tables against the features
+declared in `converters.hf` and writes them.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+from .. import masks as _masks
+from ..errors import DataError
+from ..schema import Video
+
+
+@dataclass
+class VideoRows:
+    """Everything one video contributes to the three configs.
+
+    ``expressions`` and ``videos`` are rows (dicts keyed by feature name); ``frames`` is
+    column lists without the image, whose bytes the writer reads from ``frame_files`` a row
+    group at a time, so that a long video never sits in memory whole.
+    """
+
+    video_id: str
+    dataset: str
+    expressions: list[dict[str, Any]]
+    frames: dict[str, list]
+    videos: list[dict[str, Any]]
+    frame_files: list[str]
+    num_frames: int
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def _rle(rle: Mapping, *, height: int, width: int, video: Video, track: str, index: int) -> dict:
+    """A codec RLE checked against the video's size, in the column's shape."""
+    size = [int(v) for v in rle["size"]]
+    if size != [height, width]:
+        raise DataError(f"mask is {size[0]}x{size[1]}, the video is {height}x{width}",
+                        file=video.source_file, video=video.video_id,
+                        field=f"masks[{video.frames[index].name}][{track}]")
+    counts = rle["counts"]
+    if not isinstance(counts, str):  # uncompressed or bytes counts: normalise through the codec
+        counts = _masks.union([rle])["counts"]
+        counts = counts.decode("ascii") if isinstance(counts, bytes) else counts
+    return {"size": size, "counts": counts}
+
+
+def _relative(path: Path, root: str, video: Video, index: int) -> str:
+    rel = os.path.relpath(os.path.abspath(path), root)
+    if rel == ".." or rel.startswith(".." + os.sep) or os.path.isabs(rel):
+        raise DataError(f"frame file {path} is outside the source root {root}", file=video.source_file,
+                        video=video.video_id, field=f"frames[{index}]")
+    return rel.replace(os.sep, "/")
+
+
+def video_rows(video: Video, *, link_frames: bool = False, source_root: str | None = None) -> VideoRows:
+    """Build one video's rows: every frame's RLEs once, expression unions from them.
+
+    Masks are read frame by frame (`Video.frame_rles`: no decode for RLE sources, one PNG
+    decode + encode for PNG sources), so memory holds RLEs only. Frame files are checked
+    before anything is returned, so a bad video never leaves part of its rows behind.
+
+    Raises:
+        DataError: a mask whose size is not the video's, a mask for an unknown track, a
+            missing frame file, a frame outside ``source_root``.
+
+    Example:
+        >>> rows = video_rows(video)
+        >>> len(rows.expressions) == len(video.expressions)
+        True
+    """
+    h, w, n = video.height, video.width, video.num_frames
+    track_ids = [t.track_id for t in video.tracks]
+    known = set(track_ids)
+    per_track: dict[str, list] | None = None
+    frame_masks: list[list[dict]] | None = None
+    if video.has_masks:
+        per_track = {tid: [None] * n for tid in track_ids}
+        frame_masks = []
+        for i in range(n):
+            rles = video.frame_rles(i)
+            unknown = sorted(set(rles) - known)
+            if unknown:
+                raise DataError(f"masks for unknown track(s) {unknown}", file=video.source_file,
+                                video=video.video_id, field=f"masks[{video.frames[i].name}]")
+            row = []
+            for tid in track_ids:
+                if tid in rles:
+                    rle = _rle(rles[tid], height=h, width=w, video=video, track=tid, index=i)
+                    per_track[tid][i] = rle
+                    row.append({"track_id": tid, "rle": rle})
+            frame_masks.append(row)
+
+    exp_rows = []
+    for e in video.expressions:
+        exp_masks = None
+        if per_track is not None:
+            exp_masks = []
+            for i in range(n):
+                present = [per_track[t][i] for t in e.track_ids if per_track[t][i] is not None]
+                if not present:
+                    exp_masks.append(None)
+                elif len(present) == 1:
+                    exp_masks.append(present[0])
+                else:
+                    u = _masks.union(present)
+                    exp_masks.append({"size": u["size"], "counts": u["counts"]})
+        exp_rows.append({"video_id": video.video_id, "exp_id": e.exp_id, "text": e.text,
+                         "track_ids": list(e.track_ids), "kind": e.kind,
+                         "kind_raw": None if e.kind_raw is None else _json(e.kind_raw),
+                         "meta": _json(dict(e.meta)), "masks": exp_masks})
+
+    files = [str(f.path) for f in video.frames]
+    for i, path in enumerate(files):
+        if not os.path.isfile(path) or not os.access(path, os.R_OK):
+            raise DataError("frame image is missing or unreadable", file=path, video=video.video_id,
+                            field=f"frames[{i}]")
+    frames: dict[str, list] = {
+        "video_id": [video.video_id] * n,
+        "frame_index": list(range(n)),
+        "frame_name": [f.name for f in video.frames],
+    }
+    if link_frames:
+        if source_root is None:
+            raise ValueError("link_frames needs a source_root")
+        frames["image_path"] = [_relative(f.path, source_root, video, i) for i, f in enumerate(video.frames)]
+    frames["masks"] = frame_masks if frame_masks is not None else [None] * n
+
+    video_row = {
+        "video_id": video.video_id, "dataset": video.dataset, "height": h, "width": w,
+        "fps": None if video.fps is None else float(video.fps), "frame_names": video.frame_names,
+        "has_masks": video.has_masks,
+        "tracks": [{"track_id": t.track_id, "category": t.category, "meta": _json(dict(t.meta)),
+                    "rles": None if per_track is None else per_track[t.track_id]} for t in video.tracks],
+        "meta": _json(dict(video.meta)),
+    }
+    return VideoRows(video_id=video.video_id, dataset=video.dataset, expressions=exp_rows, frames=frames,
+                     videos=[video_row], frame_files=files, num_frames=n)
