@@ -1,7 +1,6 @@
 """`longrvos convert`: targets, policy flags, reports, and bad input through the CLI."""
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -12,18 +11,12 @@ from longrvos_data import DataError
 from longrvos_data.cli import main
 from longrvos_data.converters.base import SIDECAR, convert
 
-
-def _fixture(name: str):
-    path = Path(__file__).resolve().parent / "fixtures" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(f"_fixture_{name}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from fixtures import fixture
 
 
-long_rvos_hand = _fixture("long_rvos_hand")
-mevis_hand = _fixture("mevis_hand")
-hand = _fixture("interchange_hand")
+long_rvos_hand = fixture("long_rvos_hand")
+mevis_hand = fixture("mevis_hand")
+hand = fixture("interchange_hand")
 
 
 def _run(capsys, *argv) -> tuple[int, str, str]:

@@ -1,7 +1,6 @@
 """The clip dataset: seeded sampling, hand-checked targets, hf output vs raw folders, torch."""
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -16,17 +15,12 @@ from longrvos_data.converters import hf
 from longrvos_data.loaders import load
 from longrvos_data.synth import generate
 
+from fixtures import fixture
+
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 
-def _fixture(name: str):
-    spec = importlib.util.spec_from_file_location(f"_fixture_{name}", FIXTURES / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-hand = _fixture("hf_hand")
+hand = fixture("hf_hand")
 
 
 @pytest.fixture(autouse=True)

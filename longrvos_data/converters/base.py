@@ -55,7 +55,6 @@ import importlib
 import inspect
 import json
 import logging
-import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path

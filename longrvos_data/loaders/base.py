@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-from ..errors import DataError, OnError, ProblemLog
+from ..errors import DataError, ProblemLog
 from ..schema import Video
 
 log = logging.getLogger("longrvos_data")

@@ -2,7 +2,6 @@
 round trips from every format, shards, resume after a kill, linked frames, bad input."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import pickle
@@ -23,17 +22,12 @@ from longrvos_data.loaders import load
 from longrvos_data.schema import Expression, Frame, RLEMaskSource, Track, Video
 from longrvos_data.synth import PROFILES, generate
 
+from fixtures import fixture
+
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 
 
-def _fixture(name: str):
-    spec = importlib.util.spec_from_file_location(f"_fixture_{name}", FIXTURES / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-hand = _fixture("hf_hand")
+hand = fixture("hf_hand")
 
 
 @pytest.fixture(autouse=True)
@@ -210,7 +204,7 @@ def _hand_builders() -> list[tuple[str, str, str]]:
 
 @pytest.mark.parametrize("module, builder, fmt", _hand_builders())
 def test_round_trip_hand_fixtures(module, builder, fmt, tmp_path):
-    root = getattr(_fixture(module), builder)(tmp_path / "src")
+    root = getattr(fixture(module), builder)(tmp_path / "src")
     source = load(root, format=fmt)
     hf.write(source.splits, tmp_path / "out")
     back = load(tmp_path / "out", format="hf")
@@ -221,7 +215,7 @@ def test_round_trip_hand_fixtures(module, builder, fmt, tmp_path):
 
 
 def test_round_trip_interchange_hand_videos(tmp_path):
-    by_split = _fixture("interchange_hand").hand_videos(tmp_path / "src")
+    by_split = fixture("interchange_hand").hand_videos(tmp_path / "src")
     hf.write(by_split, tmp_path / "out")
     back = load(tmp_path / "out", format="hf")
     for split, videos in by_split.items():

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import json
 import os
 import signal
@@ -28,16 +27,10 @@ from longrvos_data.loaders import ytvis as ytvis_loader
 from longrvos_data.schema import Expression, Frame, MaskSource, Track, Video
 from longrvos_data.synth import generate, synth_videos
 
-
-def _fixture(name: str):
-    path = Path(__file__).resolve().parents[1] / "fixtures" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(f"_fixture_{name}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from fixtures import fixture
 
 
-hand = _fixture("interchange_hand")
+hand = fixture("interchange_hand")
 art = hand.art
 
 

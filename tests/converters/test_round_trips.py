@@ -14,7 +14,6 @@ survives (checked on the hand-drawn dataset, the one that needs a sidecar everyw
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 from pathlib import Path
 from typing import Callable
 
@@ -26,27 +25,22 @@ from longrvos_data.converters.base import SIDECAR, convert
 from longrvos_data.schema import Video
 from longrvos_data.synth import generate
 
+from fixtures import fixture
+
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 TARGETS = ("ytvis", "davis", "sola", "long_rvos", "mevis", "hf")
 
 
-def _fixture(name: str):
-    spec = importlib.util.spec_from_file_location(f"_fixture_{name}", FIXTURES / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-hand = _fixture("interchange_hand")
+hand = fixture("interchange_hand")
 
 # source id -> builder(tmp_path) -> dataset root
 SOURCES: dict[str, Callable[[Path], Path]] = {
-    "long_rvos_hand": lambda p: _fixture("long_rvos_hand").build(p),
-    "lvos_hand": lambda p: _fixture("lvos_hand").build(p),
-    "lvos_v2_hand": lambda p: _fixture("lvos_hand").build_v2(p),
-    "ref_youtube_vos_hand": lambda p: _fixture("ref_youtube_vos_hand").build(p),
-    "mevis_hand": lambda p: _fixture("mevis_hand").build(p),
-    "revos_hand": lambda p: _fixture("revos_hand").build(p),
+    "long_rvos_hand": lambda p: fixture("long_rvos_hand").build(p),
+    "lvos_hand": lambda p: fixture("lvos_hand").build(p),
+    "lvos_v2_hand": lambda p: fixture("lvos_hand").build_v2(p),
+    "ref_youtube_vos_hand": lambda p: fixture("ref_youtube_vos_hand").build(p),
+    "mevis_hand": lambda p: fixture("mevis_hand").build(p),
+    "revos_hand": lambda p: fixture("revos_hand").build(p),
     "ytvis_hand": hand.build_ytvis,
     "davis_hand": hand.build_davis,
     "sola_hand": hand.build_sola,

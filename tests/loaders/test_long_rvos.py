@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import json
 from pathlib import Path
 
@@ -17,21 +16,10 @@ from longrvos_data.loaders import long_rvos
 from longrvos_data.schema import Expression
 from longrvos_data.synth import generate, synth_splits, synth_videos
 
-
-def _fixture(name: str):
-    path = Path(__file__).resolve().parents[1] / "fixtures" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(f"_fixture_{name}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from fixtures import fixture, grid
 
 
-hand = _fixture("long_rvos_hand")
-
-
-def grid(*rows: str) -> np.ndarray:
-    """Expected mask written by hand: ``#`` foreground."""
-    return np.array([[c == "#" for c in row] for row in rows], dtype=bool)
+hand = fixture("long_rvos_hand")
 
 
 # Expected masks of train/vidA, frame by frame, written independently of the fixture's art.
@@ -161,7 +149,7 @@ def test_detect_negative(tmp_path: Path, meta: dict, extra, reason: str) -> None
 def test_detect_negative_without_meta(tmp_path: Path) -> None:
     d = long_rvos.detect(tmp_path)
     assert d.confidence == 0 and "no meta_expressions.json" in d.reasons[0]
-    lvos_root = _fixture("lvos_hand").build(tmp_path / "l")
+    lvos_root = fixture("lvos_hand").build(tmp_path / "l")
     assert long_rvos.detect(lvos_root).confidence == 0
 
 

@@ -1,7 +1,6 @@
 """LVOS v1/v2 loader and writer: hand-written fixture, generated round trips, detection, bad inputs."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 from pathlib import Path
@@ -17,21 +16,10 @@ from longrvos_data.loaders import lvos
 from longrvos_data.schema import Expression, Frame, MaskSource, Track, Video
 from longrvos_data.synth import generate, synth_splits, synth_videos
 
-
-def _fixture(name: str):
-    path = Path(__file__).resolve().parents[1] / "fixtures" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(f"_fixture_{name}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from fixtures import fixture, grid
 
 
-hand = _fixture("lvos_hand")
-
-
-def grid(*rows: str) -> np.ndarray:
-    """Expected mask written by hand: ``#`` foreground."""
-    return np.array([[c == "#" for c in row] for row in rows], dtype=bool)
+hand = fixture("lvos_hand")
 
 
 # Expected masks, frame by frame, written independently of the fixture's art (void is no object).
@@ -167,7 +155,7 @@ def test_detect_negative(tmp_path: Path, v1_root: Path) -> None:
     empty.mkdir()
     d = lvos.detect(empty)
     assert d.confidence == 0 and "no <split>_meta.json" in d.reasons[0]
-    long_root = _fixture("long_rvos_hand").build(tmp_path / "lr")
+    long_root = fixture("long_rvos_hand").build(tmp_path / "lr")
     assert lvos.detect(long_root).confidence == 0
     (v1_root / "train/train_meta.json").write_text('{"videos": {"lv000001": {"objects": {"1": {"caption": "x"}}}}}')
     d = lvos.detect(v1_root / "train")

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import importlib.util
 import json
 import os
 from pathlib import Path
@@ -19,16 +18,10 @@ from longrvos_data.loaders import mevis
 from longrvos_data.schema import Expression, Frame, RLEMaskSource, Track, Video
 from longrvos_data.synth import generate, synth_splits
 
-
-def _fixture(name: str):
-    path = Path(__file__).resolve().parents[1] / "fixtures" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(f"_fixture_{name}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from fixtures import fixture, grid
 
 
-hand = _fixture("mevis_hand")
+hand = fixture("mevis_hand")
 
 
 @pytest.fixture(autouse=True)
@@ -37,11 +30,6 @@ def _cache(tmp_path, monkeypatch):
     md.clear_open_indexes()
     yield
     md.clear_open_indexes()
-
-
-def grid(*rows: str) -> np.ndarray:
-    """Expected mask written by hand: ``#`` foreground."""
-    return np.array([[c == "#" for c in row] for row in rows], dtype=bool)
 
 
 # Expected masks, frame by frame, written independently of the fixture's art.
@@ -163,7 +151,7 @@ def test_detect_positive(tmp_path):
 def test_detect_negative(tmp_path):
     assert mevis.detect(tmp_path).confidence == 0
     assert mevis.detect(tmp_path / "missing").confidence == 0
-    revos = _fixture("revos_hand").build(tmp_path / "r")
+    revos = fixture("revos_hand").build(tmp_path / "r")
     assert mevis.detect(revos).confidence == 0
     cases = {
         "long_rvos": '{"videos": {"v": {"frames": ["00000"], "expressions": '

@@ -1,7 +1,6 @@
 """Ref-YouTube-VOS: hand-written release, generated round trip, detection, bad inputs, writer refusals."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 from pathlib import Path
@@ -16,16 +15,10 @@ from longrvos_data.loaders import ref_youtube_vos as ryv
 from longrvos_data.schema import Expression, Frame, MaskSource, Track, Video
 from longrvos_data.synth import PROFILES, generate, synth_videos
 
-
-def _load_fixture_module():
-    path = Path(__file__).resolve().parents[1] / "fixtures" / "ref_youtube_vos_hand.py"
-    spec = importlib.util.spec_from_file_location("ref_youtube_vos_hand", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from fixtures import fixture
 
 
-hand = _load_fixture_module()
+hand = fixture("ref_youtube_vos_hand")
 
 A, B, VAL, TEST = "a1b2c3d4e5", "f0e1d2c3b4", "0a1b2c3d4e", "9f8e7d6c5b"
 

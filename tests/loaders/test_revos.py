@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import importlib.util
 import json
 from pathlib import Path
 
@@ -18,16 +17,10 @@ from longrvos_data.loaders import mevis, revos
 from longrvos_data.schema import Expression, Frame, RLEMaskSource, Track, Video
 from longrvos_data.synth import generate, synth_splits
 
-
-def _fixture(name: str):
-    path = Path(__file__).resolve().parents[1] / "fixtures" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(f"_fixture_{name}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from fixtures import fixture, grid
 
 
-hand = _fixture("revos_hand")
+hand = fixture("revos_hand")
 
 
 @pytest.fixture(autouse=True)
@@ -36,10 +29,6 @@ def _cache(tmp_path, monkeypatch):
     md.clear_open_indexes()
     yield
     md.clear_open_indexes()
-
-
-def grid(*rows: str) -> np.ndarray:
-    return np.array([[c == "#" for c in row] for row in rows], dtype=bool)
 
 
 EXPECTED_R1 = [
@@ -64,7 +53,7 @@ def assert_masks(video, expected):
 
 
 # -- the hand-written fixture ------------------------------------------------------------------
-def test_hand_fixture(tmp_path):
+def test_handfixture(tmp_path):
     root = hand.build(tmp_path)
     ds = revos.load(root)
     assert (ds.format, ds.version) == ("revos", None)
@@ -153,7 +142,7 @@ def test_detect(tmp_path):
     d = revos.detect(root)
     assert d.confidence == 1.0 and any("type_id" in r for r in d.reasons)
     assert revos.detect(tmp_path / "none").confidence == 0
-    mevis_root = _fixture("mevis_hand").build(tmp_path / "m")
+    mevis_root = fixture("mevis_hand").build(tmp_path / "m")
     assert revos.detect(mevis_root).confidence == 0
     assert revos.detect(mevis_root / "train").confidence == 0
     plain = tmp_path / "plain"
