@@ -159,9 +159,8 @@ def _write_frames(video: Video, folder: Path) -> None:
 
 def _write_masks(video: Video, folder: Path, ids: Mapping[str, int]) -> dict[str, dict[str, Any]]:
     """One palette PNG per frame; returns each present track's computed ``frame_range``."""
-    first: dict[str, str] = {}
-    last: dict[str, str] = {}
-    count: dict[str, int] = {}
+    first: dict[str, tuple[int, str]] = {}  # track -> (frame index, frame name)
+    last: dict[str, tuple[int, str]] = {}
     where = dict(file=video.source_file, video=video.video_id)
     for i, name in enumerate(video.frame_names):
         canvas = np.zeros((video.height, video.width), dtype=np.uint8)
@@ -180,11 +179,13 @@ def _write_masks(video: Video, folder: Path, ids: Mapping[str, int]) -> dict[str
                 raise DataError(f"mask overlaps track(s) {others} at frame {name!r}; a palette PNG holds one "
                                 "object per pixel", field=field, **where)
             canvas[mask] = ids[tid]
-            first.setdefault(tid, name)
-            last[tid] = name
-            count[tid] = count.get(tid, 0) + 1
+            first.setdefault(tid, (i, name))
+            last[tid] = (i, name)
         write_palette_png(folder / f"{name}{LVOSPaths.MASK_EXT}", canvas)
-    return {tid: {"start": first[tid], "end": last[tid], "frame_nums": count[tid]} for tid in first}
+    # frame_nums counts the frames from start to end inclusive, present or not (as the release
+    # does: 00000001..00002296 gives 460); the official toolkit sizes its arrays with it.
+    return {tid: {"start": first[tid][1], "end": last[tid][1], "frame_nums": last[tid][0] - first[tid][0] + 1}
+            for tid in first}
 
 
 __all__ = ["write"]
