@@ -19,6 +19,7 @@ import numpy as np
 from PIL import Image
 
 from .fsutil import atomic_write_bytes
+from .masks import write_binary_png
 from .schema import Expression, Frame, MaskSource, Track, Video
 
 COLOURS = ("red", "green", "blue", "yellow", "cyan", "magenta", "orange", "white")
@@ -256,6 +257,28 @@ def generate(format: str, out: str | Path, *, num_videos: int = 3, num_frames: i
     return out
 
 
+
+def write_predictions(videos: Sequence[Video], out: str | Path, *, shift: int = 2, miss_every: int = 5) -> Path:
+    """Imperfect predictions in the referring layout ``out/<video_id>/<exp_id>/<frame>.png``.
+
+    Each expression's target is shifted ``shift`` pixels right and every ``miss_every``-th
+    frame is left empty, so that the sample evaluation has errors to score (0/255 PNGs).
+
+    Example:
+        >>> write_predictions(load("samples/long_rvos")["valid"], "preds/valid")
+    """
+    out = Path(out)
+    for video in videos:
+        for i, present in video.iter_frame_masks():
+            for e in video.expressions:
+                target = video.target_mask(e, present)
+                pred = np.zeros((video.height, video.width), dtype=bool)
+                if target is not None and (miss_every <= 0 or i % miss_every != miss_every - 1):
+                    pred[:, shift:] = target[:, :video.width - shift]
+                write_binary_png(out / video.video_id / e.exp_id / f"{video.frames[i].name}.png", pred)
+    return out
+
+
 def _remove_tree(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
 
@@ -274,6 +297,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         target = args.out / fmt
         _remove_tree(target)
         generate(fmt, target, num_videos=args.videos, num_frames=args.frames, seed=args.seed)
+        if fmt == "long_rvos":  # something for the sample evaluation to score
+            from .loaders import load
+            preds = args.out / "predictions" / "long_rvos_valid"
+            _remove_tree(preds)
+            write_predictions(load(target, split="valid")["valid"], preds)
     return 0
 
 
