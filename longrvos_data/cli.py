@@ -149,10 +149,12 @@ def _add_fiftyone(sub) -> None:
     _add_format_args(p)
     p.add_argument("--name", required=True, help="FiftyOne dataset name (persistent; re-running updates it)")
     p.add_argument("--pred", type=Path, help="predictions: PNG folder <pred>/<video>/<exp>/<frame>.png or RLE JSON")
-    p.add_argument("--scores", type=Path, help="per-frame report of `longrvos eval --per-frame` (REPORT.frames.parquet)")
+    p.add_argument("--scores", type=Path,
+                   help="per-frame report of `longrvos eval --per-frame` (REPORT.frames.parquet)")
     p.add_argument("--masks-dir", type=Path, help="where mask PNGs go (default: FiftyOne's dataset dir/<name>/masks)")
     p.add_argument("--inline-masks", action="store_true", help="keep masks in the database (small sets only)")
     p.add_argument("--overwrite", action="store_true", help="delete the FiftyOne dataset first")
+    p.add_argument("--workers", type=int, default=1, help="processes decoding masks and writing mask PNGs")
     p.add_argument("--on-error", choices=["raise", "skip"], default="raise",
                    help="skip bad videos with a warning instead of stopping")
     p.add_argument("--launch", action="store_true", help="serve the App afterwards (Ctrl-C stops it)")
@@ -167,7 +169,8 @@ def _run_fiftyone(args) -> int:
     from .converters import fiftyone as lfo
     report = lfo.to_fiftyone(args.path, name=args.name, format=args.format, split=args.split, pred=args.pred,
                              scores=args.scores, masks_dir=args.masks_dir, inline_masks=args.inline_masks,
-                             overwrite=args.overwrite, on_error=args.on_error, progress=not args.json)
+                             overwrite=args.overwrite, on_error=args.on_error, progress=not args.json,
+                             workers=args.workers)
     if args.json:
         print(json.dumps(report.as_dict(), indent=2))
     else:
