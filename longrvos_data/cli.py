@@ -306,7 +306,8 @@ VERBS = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="longrvos", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="longrvos", description="Read, convert, score and browse long-term "
+                                     "referring video object segmentation datasets.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     sub = parser.add_subparsers(dest="verb", required=True)
     for add, _ in VERBS.values():

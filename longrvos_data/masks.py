@@ -106,6 +106,26 @@ def empty(height: int, width: int) -> RLE:
     return encode(np.zeros((height, width), dtype=bool))
 
 
+def read_mask_png(path: str | Path, *, video: str | None, field: str, shape: tuple[int, int]) -> np.ndarray:
+    """Read an annotation PNG that must be single-channel and of the video's ``shape``.
+
+    Returns the raw ``(H, W)`` values (palette index, or grey level). Every failure is a
+    `DataError` naming ``path``, ``video`` and ``field``, so that no mask of the wrong size
+    or kind is ever returned.
+    """
+    try:
+        arr = read_png(path, video=video)
+    except DataError as err:
+        raise DataError(err.message, file=path, video=video, field=field) from None
+    if arr.ndim != 2:
+        raise DataError(f"expected a single-channel (grayscale or palette) PNG, got shape {arr.shape}",
+                        file=path, video=video, field=field)
+    if arr.shape != tuple(shape):
+        raise DataError(f"mask is {arr.shape[0]}x{arr.shape[1]}, the video is {shape[0]}x{shape[1]}",
+                        file=path, video=video, field=field)
+    return arr
+
+
 def read_png(path: str | Path, *, video: str | None = None) -> np.ndarray:
     """Read a mask PNG as a 2-D array of raw values.
 

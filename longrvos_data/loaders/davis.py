@@ -147,13 +147,7 @@ class DAVISMaskSource(MaskSource):
             return self._cache[1]
         path = self.folder / f"{self.frame_names[index]}.png"
         field = f"{P.ANNOTATIONS}/{self.video}/{self.frame_names[index]}.png"
-        arr = _masks.read_png(path, video=self.video)
-        if arr.ndim != 2:
-            raise DataError("not a palette or grayscale PNG (has colour channels)", file=path, video=self.video,
-                            field=field)
-        if arr.shape != (self.height, self.width):
-            raise DataError(f"mask is {arr.shape[0]}x{arr.shape[1]}, the video is {self.height}x{self.width}",
-                            file=path, video=self.video, field=field)
+        arr = _masks.read_mask_png(path, video=self.video, field=field, shape=(self.height, self.width))
         self._cache = (index, arr)
         return arr
 

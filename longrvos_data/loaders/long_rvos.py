@@ -118,15 +118,7 @@ class LongRVOSMasks(MaskSource):
             return None
         path = self.folder / track_id / f"{name}{LongRVOSPaths.MASK_EXT}"
         where = dict(file=path, video=self.video_id, field=f"{LongRVOSPaths.ANNOTATIONS}/{track_id}/{name}.png")
-        try:
-            arr = _masks.read_png(path, video=self.video_id)
-        except DataError as err:
-            raise DataError(err.message, **where) from None
-        if arr.ndim != 2:
-            raise DataError(f"expected a single-channel 0/255 PNG, got shape {arr.shape}", **where)
-        if arr.shape != (self.height, self.width):
-            raise DataError(f"mask is {arr.shape[0]}x{arr.shape[1]} but the video's frames are "
-                            f"{self.height}x{self.width}", **where)
+        arr = _masks.read_mask_png(path, video=self.video_id, field=where["field"], shape=(self.height, self.width))
         mask = arr == 255
         if np.count_nonzero(arr) != np.count_nonzero(mask):
             bad = np.unique(arr[(arr != 0) & (arr != 255)])

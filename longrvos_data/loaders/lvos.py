@@ -117,17 +117,8 @@ class LVOSMasks(MaskSource):
         if name not in self.present:
             return None
         path = self.path(index)
-        where = dict(file=path, video=self.video_id, field=f"{LVOSPaths.ANNOTATIONS}/{name}.png")
-        try:
-            arr = _masks.read_png(path, video=self.video_id)
-        except DataError as err:
-            raise DataError(err.message, **where) from None
-        if arr.ndim != 2:
-            raise DataError(f"expected an indexed (palette) PNG, got shape {arr.shape}", **where)
-        if arr.shape != (self.height, self.width):
-            raise DataError(f"mask is {arr.shape[0]}x{arr.shape[1]} but the video's frames are "
-                            f"{self.height}x{self.width}", **where)
-        return arr
+        return _masks.read_mask_png(path, video=self.video_id, field=f"{LVOSPaths.ANNOTATIONS}/{name}.png",
+                                    shape=(self.height, self.width))
 
     @staticmethod
     def _counts(arr: np.ndarray) -> np.ndarray:

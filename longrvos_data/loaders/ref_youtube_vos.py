@@ -377,16 +377,7 @@ class PaletteMaskSource(MaskSource):
         if not path.is_file():
             labels = None
         else:
-            try:
-                labels = _masks.read_png(path, video=self.video)
-            except DataError as err:
-                raise DataError(err.message, file=path, video=self.video, field=field) from None
-            if labels.ndim != 2:
-                raise DataError(f"expected an indexed (palette) PNG, got {labels.shape[2]} channels",
-                                file=path, video=self.video, field=field)
-            if labels.shape != (self.height, self.width):
-                raise DataError(f"mask is {labels.shape[0]}x{labels.shape[1]} (HxW) but the frames are "
-                                f"{self.height}x{self.width}", file=path, video=self.video, field=field)
+            labels = _masks.read_mask_png(path, video=self.video, field=field, shape=(self.height, self.width))
         self._last = (index, labels)
         return labels
 

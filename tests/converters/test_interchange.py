@@ -227,7 +227,7 @@ def test_davis_keeps_tracks_beyond_the_palette(tmp_path: Path) -> None:
     many = Video(dataset="x", split="train", video_id="many", frames=[Frame("00000", frame)], height=16, width=16,
                  tracks=[Track(f"t{k}") for k in range(256)],
                  expressions=[Expression("last", "the last dot", ("t255",), "referring")], mask_source=OnePixel())
-    report = davis.write({"train": [many]}, tmp_path / "out")
+    davis.write({"train": [many]}, tmp_path / "out")
     entry = json.loads((tmp_path / "out" / "train" / "meta_davis.json").read_text())["videos"]["many"]
     assert len(entry["objects"]) == 254 and entry["objects"]["254"]["track_id"] == "t253"
     assert entry["expressions"] == {}

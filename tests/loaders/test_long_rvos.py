@@ -321,7 +321,7 @@ def test_corrupt_jpeg_header(hand_root: Path) -> None:
 BAD_MASKS = [
     ("corrupt", lambda p: p.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR broken"), "cannot be decoded"),
     ("truncated", lambda p: p.write_bytes(p.read_bytes()[:40]), "cannot be decoded"),
-    ("wrong-size", lambda p: _png(p, np.zeros((3, 6), np.uint8)), "3x6 but the video's frames are 4x6"),
+    ("wrong-size", lambda p: _png(p, np.zeros((3, 6), np.uint8)), "mask is 3x6, the video is 4x6"),
     ("non-binary", lambda p: _png(p, np.array([[0, 1, 255, 0, 0, 128]] * 4, np.uint8)), "0 or 255, found 1, 128"),
     ("rgb", lambda p: _png(p, np.zeros((4, 6, 3), np.uint8)), "single-channel"),
 ]

@@ -398,8 +398,8 @@ def test_bad_image_size(v2_root: Path) -> None:
 BAD_MASKS = [
     ("corrupt", lambda p: p.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR broken"), "cannot be decoded"),
     ("truncated", lambda p: p.write_bytes(p.read_bytes()[:45]), "cannot be decoded"),
-    ("wrong-size", lambda p: Image.new("P", (5, 4)).save(p), "4x5 but the video's frames are 4x6"),
-    ("rgb", lambda p: Image.new("RGB", (6, 4)).save(p), "indexed"),
+    ("wrong-size", lambda p: Image.new("P", (5, 4)).save(p), "mask is 4x5, the video is 4x6"),
+    ("rgb", lambda p: Image.new("RGB", (6, 4)).save(p), "single-channel"),
 ]
 
 
