@@ -270,6 +270,7 @@ class PngFolder(PredictionSource):
     """
 
     kind = "png"
+    _video_reader: type[VideoPredictions] = _PngVideo
 
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
@@ -280,7 +281,7 @@ class PngFolder(PredictionSource):
         folder = self.root / video.video_id
         if not folder.is_dir():
             return _Absent()
-        return _PngVideo(folder, video, log)
+        return self._video_reader(folder, video, log)
 
     def video_ids(self) -> list[str]:
         listing = _list_dir(self.root)
@@ -448,25 +449,11 @@ class _LvosVideo(VideoPredictions):
             log.add(None, EXTRA, "file the ground truth has no frame for; ignored", f)
 
 
-class LvosPngFolder(PredictionSource):
+class LvosPngFolder(PngFolder):
     """LVOS (semi-supervised VOS) predictions as ``<root>/<video_id>/<frame>.png``, pixel = object id."""
 
     kind = "lvos_png"
-
-    def __init__(self, root: str | Path) -> None:
-        self.root = Path(root)
-        if not self.root.is_dir():
-            raise LongRVOSError(f"{self.root}: prediction folder does not exist")
-
-    def open(self, video: Video, log: IssueLog) -> VideoPredictions:
-        folder = self.root / video.video_id
-        if not folder.is_dir():
-            return _Absent()
-        return _LvosVideo(folder, video, log)
-
-    def video_ids(self) -> list[str]:
-        listing = _list_dir(self.root)
-        return sorted(listing[1]) if listing else []
+    _video_reader = _LvosVideo
 
 
 def open_predictions(path: str | Path, *, protocol: str) -> PredictionSource:
