@@ -23,11 +23,6 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures"
 hand = fixture("hf_hand")
 
 
-@pytest.fixture(autouse=True)
-def _cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("LONGRVOS_CACHE", str(tmp_path / "cache"))
-
-
 # -- sampling ------------------------------------------------------------------------------
 def test_even_sampling_is_fixed():
     assert sample_frames(100, 4, mode="even").tolist() == [0, 33, 66, 99]

@@ -30,11 +30,6 @@ FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 hand = fixture("hf_hand")
 
 
-@pytest.fixture(autouse=True)
-def _cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("LONGRVOS_CACHE", str(tmp_path / "cache"))
-
-
 def _decode_or_none(rle):
     return None if rle is None else masks.decode(rle)
 

@@ -14,14 +14,6 @@ from longrvos_data import DataError, masks
 from longrvos_data.loaders import mask_dict as md
 
 
-@pytest.fixture(autouse=True)
-def _cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("LONGRVOS_CACHE", str(tmp_path / "cache"))
-    md.clear_open_indexes()
-    yield
-    md.clear_open_indexes()
-
-
 def _entries(data: bytes) -> dict:
     """What `scan` reports, parsed back with json (the oracle is json.loads of the whole text)."""
     out = {}

@@ -24,14 +24,6 @@ from fixtures import fixture, grid
 hand = fixture("mevis_hand")
 
 
-@pytest.fixture(autouse=True)
-def _cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("LONGRVOS_CACHE", str(tmp_path / "cache"))
-    md.clear_open_indexes()
-    yield
-    md.clear_open_indexes()
-
-
 # Expected masks, frame by frame, written independently of the fixture's art.
 EXPECTED_A = [
     {"10": grid("##....", "##....", "......", "......"),

@@ -23,14 +23,6 @@ from fixtures import fixture, grid
 hand = fixture("revos_hand")
 
 
-@pytest.fixture(autouse=True)
-def _cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("LONGRVOS_CACHE", str(tmp_path / "cache"))
-    md.clear_open_indexes()
-    yield
-    md.clear_open_indexes()
-
-
 EXPECTED_R1 = [
     {"1": grid("#.....", "#.....", "#.....", "......")},                              # 2 is null
     {"1": grid(".#....", ".#....", ".#....", "......"), "2": grid("....##", "....##", "......", "......")},
