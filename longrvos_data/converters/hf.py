@@ -17,7 +17,8 @@ re-encoded) in an ``Image`` column, or, with ``link_frames``, a path relative to
 ``source_root`` recorded in the card.
 
 Conversion streams: one video at a time (rows built by `hf_rows.video_rows`, in ``workers``
-processes for split readers, turned into Arrow and written here in video order), rows
+processes for split readers, a run of `PART_FRAMES` frames per task, turned into Arrow and
+written here in video order), rows
 flushed in bounded row groups, shards rolled over near ``shard_bytes``. A shard is written
 under a temporary name and recorded in the progress file when complete, so a re-run after
 a kill resumes after the last complete shard; final names appear only when a split is done.
@@ -36,6 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 from datasets import Features, Image, List, Value
@@ -44,7 +46,7 @@ from ..errors import DataError, LongRVOSError, OnError, ProblemLog
 from ..fsutil import atomic_write_bytes, atomic_write_json
 from ..schema import Video
 from .base import WriteReport
-from .hf_rows import VideoRows, video_rows
+from .hf_rows import VideoRows, join_rows, video_rows
 
 log = logging.getLogger("longrvos_data")
 
@@ -217,23 +219,46 @@ def _schema(config: str, link_frames: bool = False) -> pa.Schema:
     return config_features(config, link_frames=link_frames).arrow_schema
 
 
+def _read_files(paths: Sequence[str], video_id: str) -> pa.Array:
+    """The files' bytes as one Arrow binary array, read straight into its buffer (no copy)."""
+    sizes = np.zeros(len(paths) + 1, dtype=np.int64)
+    try:
+        for k, path in enumerate(paths):
+            sizes[k + 1] = os.stat(path).st_size
+    except OSError as exc:
+        raise DataError(f"frame image cannot be read ({exc.strerror or exc})", file=paths[k], video=video_id,
+                        field="frames") from None
+    offsets = np.cumsum(sizes)
+    if offsets[-1] >= 2**31:
+        raise DataError(f"{len(paths)} frame files hold {offsets[-1]} bytes, over a parquet row group's 2 GB",
+                        file=paths[0], video=video_id, field="frames")
+    data = np.empty(int(offsets[-1]), dtype=np.uint8)
+    view = memoryview(data)
+    for k, path in enumerate(paths):
+        lo, hi = int(offsets[k]), int(offsets[k + 1])
+        try:
+            with open(path, "rb", buffering=0) as fh:
+                got = fh.readinto(view[lo:hi])
+                changed = got != hi - lo or fh.read(1)
+        except OSError as exc:
+            raise DataError(f"frame image cannot be read ({exc.strerror or exc})", file=path, video=video_id,
+                            field="frames") from None
+        if changed:
+            raise DataError("frame image changed size while it was read", file=path, video=video_id, field="frames")
+    return pa.Array.from_buffers(pa.binary(), len(paths), [None, pa.py_buffer(offsets.astype(np.int32)),
+                                                           pa.py_buffer(data)])
+
+
 def _frames_table(rows: VideoRows, start: int, stop: int, *, link_frames: bool) -> pa.Table:
     """Frames ``[start, stop)`` of one video as Arrow, the image bytes read from disk now."""
     schema = _schema("frames", link_frames)
     columns: dict[str, pa.Array] = {}
     for name in schema.names:
         if name == "image":
-            blobs, names = [], []
-            for path in rows.frame_files[start:stop]:
-                try:
-                    with open(path, "rb") as fh:
-                        blobs.append(fh.read())
-                except OSError as exc:
-                    raise DataError(f"frame image cannot be read ({exc.strerror or exc})", file=path,
-                                    video=rows.video_id, field="frames") from None
-                names.append(f"{rows.video_id}/{os.path.basename(path)}")
+            files = rows.frame_files[start:stop]
+            names = [f"{rows.video_id}/{os.path.basename(path)}" for path in files]
             columns[name] = pa.StructArray.from_arrays(
-                [pa.array(blobs, pa.binary()), pa.array(names, pa.string())], fields=list(schema.field(name).type))
+                [_read_files(files, rows.video_id), pa.array(names, pa.string())], fields=list(schema.field(name).type))
         else:
             columns[name] = pa.array(rows.frames[name][start:stop], type=schema.field(name).type)
     return pa.Table.from_arrays([columns[n] for n in schema.names], schema=schema)
@@ -483,7 +508,12 @@ def _is_reader(source: Any) -> bool:
     return hasattr(source, "video_ids") and hasattr(source, "opened_from") and hasattr(source, "format")
 
 
-def _iter_rows(source: Any, ids: Sequence[str] | None, start: int, fn: Callable[[Video], VideoRows], *,
+#: Frames per worker task: long videos are shared between workers instead of leaving one
+#: worker alone with the last video of a split.
+PART_FRAMES = 32
+
+
+def _iter_rows(source: Any, ids: Sequence[str] | None, start: int, fn: Callable[..., VideoRows], *,
                workers: int, problems: ProblemLog) -> Iterator[tuple[int, VideoRows]]:
     """``(index, rows)`` for every video from ``start``, in split order.
 
@@ -494,11 +524,12 @@ def _iter_rows(source: Any, ids: Sequence[str] | None, start: int, fn: Callable[
         from ..parallel import map_videos
         todo = list(ids[start:])
         errors = "return" if problems.on_error == "skip" else "raise"
-        for k, (_, rows) in enumerate(map_videos(source, todo, fn, workers=workers, progress=False, errors=errors)):
-            if isinstance(rows, DataError):
-                problems.add(rows)
+        for k, (_, parts) in enumerate(map_videos(source, todo, fn, workers=workers, progress=False, errors=errors,
+                                                  part_frames=PART_FRAMES)):
+            if isinstance(parts, DataError):
+                problems.add(parts)
                 continue
-            yield start + k, rows
+            yield start + k, join_rows(parts)
         return
     for index, video in enumerate(source):
         if index >= start:

@@ -11,7 +11,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping, Sequence
 
 from .. import masks as _masks
 from ..errors import DataError
@@ -62,12 +62,15 @@ def _relative(path: Path, root: str, video: Video, index: int) -> str:
     return rel.replace(os.sep, "/")
 
 
-def video_rows(video: Video, *, link_frames: bool = False, source_root: str | None = None) -> VideoRows:
-    """Build one video's rows: every frame's RLEs once, expression unions from them.
+def video_rows(video: Video, frames: range | None = None, *, link_frames: bool = False,
+               source_root: str | None = None) -> VideoRows:
+    """Build one video's rows, or a run of its frames' (``frames``, default all): every
+    frame's RLEs once, expression unions from them.
 
     Masks are read frame by frame (`Video.frame_rles`: no decode for RLE sources, one PNG
     decode + encode for PNG sources), so memory holds RLEs only. Frame files are checked
-    before anything is returned, so a bad video never leaves part of its rows behind.
+    before anything is returned, so a bad video never leaves part of its rows behind. The
+    rows of consecutive runs join into the video's with `join_rows`.
 
     Raises:
         DataError: a mask whose size is not the video's, a mask for an unknown track, a
@@ -78,7 +81,9 @@ def video_rows(video: Video, *, link_frames: bool = False, source_root: str | No
         >>> len(rows.expressions) == len(video.expressions)
         True
     """
-    h, w, n = video.height, video.width, video.num_frames
+    h, w = video.height, video.width
+    frames = range(video.num_frames) if frames is None else frames
+    n = len(frames)
     track_ids = [t.track_id for t in video.tracks]
     known = set(track_ids)
     per_track: dict[str, list] | None = None
@@ -86,7 +91,7 @@ def video_rows(video: Video, *, link_frames: bool = False, source_root: str | No
     if video.has_masks:
         per_track = {tid: [None] * n for tid in track_ids}
         frame_masks = []
-        for i in range(n):
+        for k, i in enumerate(frames):
             rles = video.frame_rles(i)
             unknown = sorted(set(rles) - known)
             if unknown:
@@ -96,7 +101,7 @@ def video_rows(video: Video, *, link_frames: bool = False, source_root: str | No
             for tid in track_ids:
                 if tid in rles:
                     rle = _rle(rles[tid], height=h, width=w, video=video, track=tid, index=i)
-                    per_track[tid][i] = rle
+                    per_track[tid][k] = rle
                     row.append({"track_id": tid, "rle": rle})
             frame_masks.append(row)
 
@@ -105,8 +110,8 @@ def video_rows(video: Video, *, link_frames: bool = False, source_root: str | No
         exp_masks = None
         if per_track is not None:
             exp_masks = []
-            for i in range(n):
-                present = [per_track[t][i] for t in e.track_ids if per_track[t][i] is not None]
+            for k in range(n):
+                present = [per_track[t][k] for t in e.track_ids if per_track[t][k] is not None]
                 if not present:
                     exp_masks.append(None)
                 elif len(present) == 1:
@@ -119,21 +124,21 @@ def video_rows(video: Video, *, link_frames: bool = False, source_root: str | No
                          "kind_raw": None if e.kind_raw is None else _json(e.kind_raw),
                          "meta": _json(dict(e.meta)), "masks": exp_masks})
 
-    files = [str(f.path) for f in video.frames]
-    for i, path in enumerate(files):
+    files = [str(video.frames[i].path) for i in frames]
+    for i, path in zip(frames, files):
         if not os.path.isfile(path) or not os.access(path, os.R_OK):
             raise DataError("frame image is missing or unreadable", file=path, video=video.video_id,
                             field=f"frames[{i}]")
-    frames: dict[str, list] = {
+    columns: dict[str, list] = {
         "video_id": [video.video_id] * n,
-        "frame_index": list(range(n)),
-        "frame_name": [f.name for f in video.frames],
+        "frame_index": list(frames),
+        "frame_name": [video.frames[i].name for i in frames],
     }
     if link_frames:
         if source_root is None:
             raise ValueError("link_frames needs a source_root")
-        frames["image_path"] = [_relative(f.path, source_root, video, i) for i, f in enumerate(video.frames)]
-    frames["masks"] = frame_masks if frame_masks is not None else [None] * n
+        columns["image_path"] = [_relative(video.frames[i].path, source_root, video, i) for i in frames]
+    columns["masks"] = frame_masks if frame_masks is not None else [None] * n
 
     video_row = {
         "video_id": video.video_id, "dataset": video.dataset, "height": h, "width": w,
@@ -143,5 +148,26 @@ def video_rows(video: Video, *, link_frames: bool = False, source_root: str | No
                     "rles": None if per_track is None else per_track[t.track_id]} for t in video.tracks],
         "meta": _json(dict(video.meta)),
     }
-    return VideoRows(video_id=video.video_id, dataset=video.dataset, expressions=exp_rows, frames=frames,
+    return VideoRows(video_id=video.video_id, dataset=video.dataset, expressions=exp_rows, frames=columns,
                      videos=[video_row], frame_files=files, num_frames=n)
+
+
+def join_rows(parts: Sequence[VideoRows]) -> VideoRows:
+    """One video's rows from the rows of its consecutive runs of frames (`video_rows`)."""
+    if len(parts) == 1:
+        return parts[0]
+    first = parts[0]
+
+    def joined(lists: Iterable[list | None]) -> list | None:
+        lists = list(lists)
+        return None if lists[0] is None else [x for seq in lists for x in seq]
+
+    expressions = [dict(row, masks=joined(p.expressions[k]["masks"] for p in parts))
+                   for k, row in enumerate(first.expressions)]
+    video = first.videos[0]
+    tracks = [dict(t, rles=joined(p.videos[0]["tracks"][k]["rles"] for p in parts))
+              for k, t in enumerate(video["tracks"])]
+    return VideoRows(video_id=first.video_id, dataset=first.dataset, expressions=expressions,
+                     frames={c: joined(p.frames[c] for p in parts) for c in first.frames},
+                     videos=[dict(video, tracks=tracks)], frame_files=joined(p.frame_files for p in parts),
+                     num_frames=sum(p.num_frames for p in parts))
