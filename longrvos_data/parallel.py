@@ -8,6 +8,7 @@ videos still keep every worker busy to the end.
 from __future__ import annotations
 
 import ctypes
+import functools
 import multiprocessing as mp
 from pathlib import Path
 from typing import Callable, Iterator, Sequence, TypeVar
@@ -27,9 +28,10 @@ def _keep_freed_memory() -> None:
     """Let this worker's allocator reuse freed memory instead of returning it to the system.
 
     Every mask decode allocates a few frame-sized arrays; with glibc's defaults a fresh
-    process hands them back and faults them in again, ~140 page faults per 720p mask
-    (6% of a worker's CPU, measured by `bench/bench_convert_hf.py`). The worker is ours,
-    so it keeps up to 128 MB of freed heap. Elsewhere (musl, macOS) nothing changes.
+    process hands them back and faults them in again: ~140 page faults per 720p mask, 2.3 s
+    of kernel time in 26 s of converting 6,681 masks (`bench/bench_convert_hf.py`). The
+    worker is ours, so it keeps up to 128 MB of freed heap. Elsewhere (musl, macOS)
+    nothing changes.
     """
     try:
         libc = ctypes.CDLL("libc.so.6")
@@ -58,8 +60,7 @@ def _apply(open_video: Callable[[], Video], fn: Callable[..., T], errors: str, *
 
 
 def _call(video_id: str):
-    reader = _worker["reader"]
-    return video_id, _apply(lambda: reader.video(video_id), _worker["fn"], _worker["errors"])
+    return video_id, _apply(functools.partial(_worker["reader"].video, video_id), _worker["fn"], _worker["errors"])
 
 
 def _open_cached(video_id: str) -> Video:
@@ -73,7 +74,7 @@ def _open_cached(video_id: str) -> Video:
 
 def _call_part(task: tuple[str, range | None, int]):
     video_id, frames, parts = task
-    return video_id, parts, _apply(lambda: _open_cached(video_id), _worker["fn"], _worker["errors"], frames)
+    return video_id, parts, _apply(functools.partial(_open_cached, video_id), _worker["fn"], _worker["errors"], frames)
 
 
 def _part_tasks(reader: SplitReader, video_ids: Sequence[str], part_frames: int) -> Iterator[tuple]:
@@ -115,9 +116,9 @@ def map_videos(reader: SplitReader, video_ids: Sequence[str], fn: Callable[..., 
         if workers <= 1:
             for vid in video_ids:
                 if part_frames is None:
-                    yield vid, _apply(lambda: reader.video(vid), fn, errors)
+                    yield vid, _apply(functools.partial(reader.video, vid), fn, errors)
                 else:
-                    result = _apply(lambda: reader.video(vid), lambda v: fn(v, range(v.num_frames)), errors)
+                    result = _apply(functools.partial(reader.video, vid), lambda v: fn(v, range(v.num_frames)), errors)
                     yield vid, result if isinstance(result, DataError) else [result]
                 bar.update()
             return

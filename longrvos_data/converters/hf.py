@@ -44,7 +44,6 @@ from datasets import Features, Image, List, Value
 
 from ..errors import DataError, LongRVOSError, OnError, ProblemLog
 from ..fsutil import atomic_write_bytes, atomic_write_json
-from ..schema import Video
 from .base import WriteReport
 from .hf_rows import VideoRows, join_rows, video_rows
 
