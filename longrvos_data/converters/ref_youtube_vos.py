@@ -44,15 +44,15 @@ import numpy as np
 
 from .. import masks as _masks
 from ..errors import DataError
-from ..fsutil import atomic_write_json, link_or_copy
+from ..fsutil import atomic_write_json
 from ..loaders.ref_youtube_vos import RefYouTubeVOSPaths as P
 from ..schema import Video, check_id
+from .ytvis import copy_frames, frame_files
 
 log = logging.getLogger("longrvos_data")
 
 _TRACK_ID = re.compile(r"^[1-9][0-9]*$")
 _MAX_ID = 254
-_FRAME_EXTS = (".jpg", ".jpeg", ".png")
 
 
 def _track_values(video: Video) -> dict[str, int]:
@@ -87,20 +87,13 @@ def _expression_entries(video: Video) -> dict[str, dict[str, Any]]:
 
 
 def _frame_files(video: Video) -> list[str]:
-    """Each frame's file suffix; refuses names that do not sort in frame order."""
+    """Each frame's file name (`ytvis.frame_files`); refuses names that do not sort in frame order."""
     names = video.frame_names
     if sorted(names) != names:
         raise DataError("frame names do not sort in frame order; Ref-YouTube-VOS orders frames by name "
                         "(rename them, e.g. zero-padded)", file=video.source_file, video=video.video_id,
                         field="frames")
-    suffixes = []
-    for i, f in enumerate(video.frames):
-        suffix = Path(f.path).suffix.lower() or ".jpg"
-        if suffix not in _FRAME_EXTS:
-            raise DataError(f"frame file {f.path} is not a JPEG or PNG", file=video.source_file,
-                            video=video.video_id, field=f"frames[{i}]")
-        suffixes.append(suffix)
-    return suffixes
+    return frame_files(video)
 
 
 class _Writer:
@@ -142,13 +135,8 @@ class _Writer:
                             "from valid", file=video.source_file, video=vid, field="video_id")
         values = _track_values(video)
         entries = _expression_entries(video)
-        suffixes = _frame_files(video)
-
-        frame_dir = self._fresh_dir(self.out / split / P.IMAGES / vid)
-        for f, suffix in zip(video.frames, suffixes):
-            dst = frame_dir / f"{f.name}{suffix}"
-            if Path(f.path).resolve() != dst.resolve():
-                link_or_copy(f.path, dst)
+        files = _frame_files(video)  # checked before anything of the video is written
+        copy_frames(video, self._fresh_dir(self.out / split / P.IMAGES / vid), files)
 
         present: dict[str, list[str]] | None = None
         if video.has_masks:

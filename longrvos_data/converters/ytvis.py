@@ -62,9 +62,10 @@ def frame_files(video: Video) -> list[str]:
     return out
 
 
-def copy_frames(video: Video, folder: Path) -> list[str]:
-    """Link or copy the video's frames into ``folder``; returns the file names."""
-    names = frame_files(video)
+def copy_frames(video: Video, folder: Path, names: list[str] | None = None) -> list[str]:
+    """Link or copy the video's frames into ``folder`` as ``names`` (default `frame_files`);
+    returns the file names."""
+    names = frame_files(video) if names is None else names
     for f, name in zip(video.frames, names):
         dst = folder / name
         if not dst.exists() or Path(f.path).resolve() != dst.resolve():

@@ -355,6 +355,27 @@ def test_sola_refuses_frame_names_out_of_order(tmp_path: Path, videos) -> None:
     assert (info.value.video, info.value.field) == ("ovl", "frames")
 
 
+def test_writers_refuse_a_frame_that_is_no_jpeg_or_png_before_writing_it(tmp_path: Path, videos) -> None:
+    from longrvos_data.converters import ref_youtube_vos
+
+    def with_bmp_frame(video: Video) -> Video:
+        bmp = tmp_path / f"{video.video_id}.bmp"
+        bmp.write_bytes(video.frames[1].path.read_bytes())
+        return dataclasses.replace(video, frames=[video.frames[0], Frame(video.frames[1].name, bmp),
+                                                  *video.frames[2:]])
+
+    ryv = next(iter(longrvos_data.load(generate("ref_youtube_vos", tmp_path / "ryv", num_videos=1,
+                                                splits=["train"]))["train"]))
+    cases = [(w, videos["train"][0], {"lossy": True}) for w in (ytvis, davis, sola)]
+    for writer, video, options in [*cases, (ref_youtube_vos, ryv, {})]:
+        out = tmp_path / writer.__name__.rsplit(".", 1)[-1]
+        with pytest.raises(DataError, match="is not a JPEG or PNG") as info:
+            writer.write({"train": [with_bmp_frame(video)]}, out, **options)
+        assert (info.value.video, info.value.field) == (video.video_id, "frames[1]"), writer.__name__
+        written = [p for p in out.rglob("*") if p.is_file() and video.video_id in p.parts]
+        assert not written, writer.__name__
+
+
 def test_writers_refuse_masks_of_the_wrong_size(tmp_path: Path, videos) -> None:
     class WrongSize(MaskSource):
         def masks(self, index: int) -> dict[str, np.ndarray]:
