@@ -16,7 +16,7 @@ from longrvos_data.loaders import long_rvos
 from longrvos_data.schema import Expression
 from longrvos_data.synth import generate, synth_splits, synth_videos
 
-from fixtures import fixture, grid
+from fixtures import assert_masks, fixture, grid
 
 
 hand = fixture("long_rvos_hand")
@@ -37,20 +37,6 @@ EXPECTED_B = [
     {"cat": grid(".....", ".###.", ".....")},
     {"cat": grid(".....", ".####", ".....")},
 ]
-
-
-def assert_masks(video, expected: list[dict[str, np.ndarray]]) -> None:
-    assert video.num_frames == len(expected)
-    for i, want in enumerate(expected):
-        got = video.frame_masks(i)
-        assert list(got) == list(want), f"frame {i}"
-        for tid in want:
-            assert got[tid].dtype == bool and got[tid].shape == want[tid].shape
-            assert np.array_equal(got[tid], want[tid]), f"frame {i} track {tid}"
-        assert video.frame_areas(i) == {tid: int(m.sum()) for tid, m in want.items()}
-        rles = video.frame_rles(i)
-        assert {tid: longrvos_data.masks.decode(r).tolist() for tid, r in rles.items()} == \
-            {tid: m.tolist() for tid, m in want.items()}
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from longrvos_data.loaders import lvos
 from longrvos_data.schema import Expression, Frame, MaskSource, Track, Video
 from longrvos_data.synth import generate, synth_splits, synth_videos
 
-from fixtures import fixture, grid
+from fixtures import assert_masks, fixture, grid
 
 
 hand = fixture("lvos_hand")
@@ -33,17 +33,6 @@ EXPECTED_TRAIN = [
 ]
 EXPECTED_VAL = [{"2": grid("##...", "##...", ".....")}, {}]
 EXPECTED_V2 = [{"5": grid("##..", "#...", "....")}, {"5": grid("....", ".##.", ".##.")}]
-
-
-def assert_masks(video, expected: list[dict[str, np.ndarray]]) -> None:
-    assert video.num_frames == len(expected)
-    for i, want in enumerate(expected):
-        got = video.frame_masks(i)
-        assert list(got) == list(want), f"frame {i}"
-        for tid in want:
-            assert got[tid].dtype == bool and np.array_equal(got[tid], want[tid]), f"frame {i} track {tid}"
-        assert video.frame_areas(i) == {tid: int(m.sum()) for tid, m in want.items()}
-        assert video.mask_source.check(i) == []
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from longrvos_data.loaders import mevis
 from longrvos_data.schema import Expression, Frame, RLEMaskSource, Track, Video
 from longrvos_data.synth import generate, synth_splits
 
-from fixtures import fixture, grid
+from fixtures import assert_masks, fixture, grid
 
 
 hand = fixture("mevis_hand")
@@ -35,16 +35,6 @@ EXPECTED_A = [
 EXPECTED_B = [{"12": grid(".....", ".###.", ".....")}, {}]
 EXPECTED_U = [{"20": grid("......", "..#...", "..#...", "......")},
               {"20": grid("......", "......", "......", "......")}]       # present but empty
-
-
-def assert_masks(video: Video, expected: list[dict]) -> None:
-    assert video.num_frames == len(expected)
-    for i, want in enumerate(expected):
-        got = video.frame_masks(i)
-        assert sorted(got) == sorted(want), (video.video_id, i)
-        for tid, mask in want.items():
-            assert got[tid].dtype == bool and got[tid].shape == mask.shape
-            np.testing.assert_array_equal(got[tid], mask, err_msg=f"{video.video_id} frame {i} track {tid}")
 
 
 # -- the hand-written fixture ------------------------------------------------------------------

@@ -17,7 +17,7 @@ from longrvos_data.loaders import mevis, revos
 from longrvos_data.schema import Expression, Frame, RLEMaskSource, Track, Video
 from longrvos_data.synth import generate, synth_splits
 
-from fixtures import fixture, grid
+from fixtures import assert_masks, fixture, grid
 
 
 hand = fixture("revos_hand")
@@ -33,15 +33,6 @@ EXPECTED_R3 = [{"4": grid("......", "......", ".####.", ".####.")}, {}]
 FOREGROUND_R1 = [grid("#.....", "#.....", "#.....", "......"),
                  grid(".#..##", ".#..##", ".#....", "......"),
                  grid("......", "....##", "....##", "#.....")]        # the union of a list of two RLEs
-
-
-def assert_masks(video, expected):
-    assert video.num_frames == len(expected)
-    for i, want in enumerate(expected):
-        got = video.frame_masks(i)
-        assert sorted(got) == sorted(want), (video.video_id, i)
-        for tid, mask in want.items():
-            np.testing.assert_array_equal(got[tid], mask, err_msg=f"{video.video_id} frame {i} track {tid}")
 
 
 # -- the hand-written fixture ------------------------------------------------------------------
