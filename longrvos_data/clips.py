@@ -125,7 +125,7 @@ class _HFBackend:
 
     def _open(self) -> dict:
         if self._state is None:
-            from .loaders.hf import ParquetRows, _frames_index, read_card
+            from .loaders.hf import ParquetRows, frames_index, read_card
 
             if self._card is None:
                 self._card = read_card(self.root)
@@ -133,7 +133,7 @@ class _HFBackend:
             if self.split not in card.splits:
                 raise DataError(f"no split {self.split!r}; the card lists {card.splits}", file=card.root / "README.md")
             frames = tuple(card.files["frames"][self.split])
-            index, _ = _frames_index(frames, card.link_frames)
+            index, _ = frames_index(frames, card.link_frames)
             self._state = {
                 "card": card, "index": index,
                 "frames": ParquetRows(frames, cache_groups=8),

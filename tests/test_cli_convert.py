@@ -9,7 +9,8 @@ import pytest
 import longrvos_data
 from longrvos_data import DataError
 from longrvos_data.cli import main
-from longrvos_data.converters.base import SIDECAR, convert
+from longrvos_data.converters.base import convert
+from longrvos_data.sidecar import SIDECAR
 
 from fixtures import fixture
 

@@ -12,7 +12,7 @@ kind other than static / dynamic / hybrid; a track's category; a track of a vide
 masks that no writable expression names (the reader knows such a video's objects from
 its expressions only). By default each is refused with a `DataError` naming the video
 and field; with ``sidecar=True`` (what ``longrvos convert`` does) it is kept in
-``<split>/longrvos_sidecar.json`` (schema in `longrvos_data.converters.base`; the
+``<split>/longrvos_sidecar.json`` (schema in `longrvos_data.sidecar`; the
 expression or track entry is whole and replaces or joins the format's on reading), and
 with ``lossy=True`` it is left out and listed in the returned report. A split that mixes
 videos with and without masks is always refused. A video without masks gets

@@ -176,7 +176,7 @@ class DAVISSplit(SplitReader):
 
     def __init__(self, files: _SplitFiles, *, problems: ProblemLog) -> None:
         super().__init__(files.folder, files.name, problems=problems)
-        from ..converters.base import Sidecar
+        from ..sidecar import Sidecar
 
         self.files = files
         meta = read_json(files.meta)

@@ -302,7 +302,7 @@ def cache_root() -> Path:
     return Path(env) if env else Path.home() / ".cache" / "longrvos_data"
 
 
-def _frames_index(files: tuple[Path, ...], linked: bool) -> tuple[dict[str, tuple[int, int]], list[str]]:
+def frames_index(files: tuple[Path, ...], linked: bool) -> tuple[dict[str, tuple[int, int]], list[str]]:
     """``{video_id: (first row, count)}`` and each row's file name, from two small columns."""
     return _frames_index_cached(files, linked, _cache_key(files))
 
@@ -334,7 +334,7 @@ class FrameExtractor:
     folder: Path
 
     def __call__(self) -> None:
-        index, names = _frames_index(self.files, False)
+        index, names = frames_index(self.files, False)
         first, count = index[self.video_id]
         if all((self.folder / os.path.basename(names[r])).is_file() for r in range(first, first + count)):
             return
@@ -455,7 +455,7 @@ class HFSplitReader(SplitReader):
     def _frames(self, video_id: str, names: Sequence[str]) -> list[Frame]:
         files = tuple(self.card.files["frames"].get(self.split, ()))
         linked = self.card.link_frames
-        index, file_names = _frames_index(files, linked)
+        index, file_names = frames_index(files, linked)
         if video_id not in index:
             raise DataError("video has no rows in the frames config", file=files[0] if files else self.root,
                             video=video_id, field="frames")

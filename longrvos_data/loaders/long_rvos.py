@@ -30,7 +30,7 @@ takes ``png == 255`` as the object, a missing file as an empty mask):
 - Masks must be single-channel PNGs of the video's size with values 0 and 255 only; any
   other value (including 1-bit PNGs read as 0/1) is refused with a `DataError`.
 - ``<split>/longrvos_sidecar.json`` (written by `longrvos_data.converters.long_rvos` with
-  ``sidecar=True``) adds what the format cannot hold: see `converters.base.Sidecar.apply`.
+  ``sidecar=True``) adds what the format cannot hold: see `longrvos_data.sidecar.Sidecar.apply`.
 """
 from __future__ import annotations
 
@@ -153,7 +153,7 @@ class LongRVOSSplit(SplitReader):
                                                field="videos")
         self.annotated = (self.root / LongRVOSPaths.ANNOTATIONS).is_dir()
         self._warn_unlisted_folders()
-        from ..converters.base import Sidecar  # what `converters.long_rvos` kept aside (longrvos_sidecar.json)
+        from ..sidecar import Sidecar  # what `converters.long_rvos` kept aside (longrvos_sidecar.json)
         self.sidecar = Sidecar.read(self.root, target=NAME)
         log.debug("Long-RVOS split %s: %d videos, annotated=%s", split, len(self._videos), self.annotated)
 

@@ -274,14 +274,14 @@ class MeViSSplit(MaskDictSplit):
 
     A ``longrvos_sidecar.json`` in the folder (written by `longrvos_data.converters.mevis`
     with ``sidecar=True``) completes each video with what MeViS cannot hold
-    (`converters.base.Sidecar.apply`).
+    (`longrvos_data.sidecar.Sidecar.apply`).
     """
 
     _sidecar = None
 
     def _load(self, video_id: str) -> Video:
         if self._sidecar is None:
-            from ..converters.base import Sidecar
+            from ..sidecar import Sidecar
             self._sidecar = Sidecar.read(self.root, target=NAME)
         return self._sidecar.apply(super()._load(video_id))
 

@@ -115,7 +115,7 @@ class SOLASplit(SplitReader):
 
     def __init__(self, files: _SplitFiles, *, problems: ProblemLog) -> None:
         super().__init__(files.folder, files.name, problems=problems)
-        from ..converters.base import Sidecar
+        from ..sidecar import Sidecar
 
         self.files = files
         images = files.folder / P.IMAGES

@@ -5,7 +5,7 @@ The YouTube-VIS 2021 layout (what `longrvos_data.converters.ytvis` writes)::
     ytvis/
       <split>/instances.json              {"videos": [...], "annotations": [...], "categories": [...]}
       <split>/JPEGImages/<vid>/<frame>.jpg
-      <split>/longrvos_sidecar.json       optional: what the format cannot hold (converters/base.py)
+      <split>/longrvos_sidecar.json       optional: what the format cannot hold (longrvos_data/sidecar.py)
 
 The 2019 layout, ``annotations/<split>.json`` beside ``<split>/JPEGImages/``, reads too.
 A path that is one split folder (holding ``instances.json``) loads that split.
@@ -299,7 +299,7 @@ class YTVISSplit(SplitReader):
 
     def __init__(self, files: _SplitFiles, *, problems: ProblemLog) -> None:
         super().__init__(files.folder, files.name, problems=problems)
-        from ..converters.base import Sidecar
+        from ..sidecar import Sidecar
 
         self.files = files
         self.contents = _open_contents(files.json_file)

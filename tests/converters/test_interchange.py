@@ -18,7 +18,8 @@ from PIL import Image
 import longrvos_data
 from longrvos_data import DataError, masks
 from longrvos_data.converters import base, davis, sola, ytvis
-from longrvos_data.converters.base import SIDECAR, Dropped, Keeper, Sidecar, SplitJob, convert
+from longrvos_data.converters.base import Dropped, Keeper, SplitJob, convert
+from longrvos_data.sidecar import SIDECAR, Sidecar
 from longrvos_data.errors import LongRVOSError
 from longrvos_data.loaders import detect_all, detect_format
 from longrvos_data.loaders import davis as davis_loader

@@ -21,7 +21,8 @@ import numpy as np
 import pytest
 
 import longrvos_data
-from longrvos_data.converters.base import SIDECAR, convert
+from longrvos_data.converters.base import convert
+from longrvos_data.sidecar import SIDECAR
 from longrvos_data.schema import Video
 from longrvos_data.synth import generate
 
