@@ -8,8 +8,15 @@ and compute J with full-frame sums and F with full-frame boundary maps dilated b
 ``cv2.dilate(boundary, disk(r))``. No cropping, no caching, no cleverness: it is the
 benchmark's reference and the tests' oracle (``tests/eval`` load it with importlib).
 
-Defects are handled the simple way only: a missing video scores 0, a missing frame is an
-empty mask. Policies are tested against hand-computed values instead.
+Missing predictions (``missing=``): ``official`` does what each official script does, as
+FORMATS.md records it (a missing video scores 0; Long-RVOS: a missing expression folder or
+first frame crashes the worker and the expression is lost, a later missing frame is an
+empty mask; MeViS: any missing frame loses the expression; ReVOS: any missing frame scores
+the expression 0); ``strict`` scores a missing frame as an empty mask and a missing
+expression or video as 0. Wrong-sized and unreadable frames are left to the tests'
+hand-computed values. ReVOS R divides by the parsed ``mask_dict_foreground.json`` when
+``foreground`` is given (its masks summed, as VISA's script), else by the union of the
+objects the video's expressions name.
 """
 from __future__ import annotations
 
@@ -106,7 +113,8 @@ def expression_values(gts: Sequence[np.ndarray], preds: Sequence[np.ndarray],
             pp = p.astype(np.uint8) if raw else (p != 0).astype(np.uint8)
             accs.append(np.mean(gg == pp))
             neg = ((1 - gg) * pp).sum()
-            robs.append(max(1 - neg / (fg.astype(np.uint8).sum() + 1e-6), 0.0))
+            pos = fg.astype(np.uint8).sum() if raw else np.count_nonzero(fg)
+            robs.append(max(1 - neg / (pos + 1e-6), 0.0))
         out["A"] = float(np.mean(accs))
         out["R"] = float(np.mean(robs))
     out["J&F"] = (out["J"] + out["F"]) / 2
@@ -128,13 +136,16 @@ def read_gray(path: Path) -> np.ndarray | None:
     return cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
 
 
-def _pred_frames(pred: Any, video, exp_id: str) -> list[np.ndarray] | None:
-    """All prediction frames of one expression (None when the video has none)."""
+def _pred_frames(pred: Any, video, exp_id: str) -> tuple[list[np.ndarray] | None, list[bool]]:
+    """All prediction frames of one expression (None when the video has none) and, per frame,
+    whether its prediction is missing."""
     h, w = video.height, video.width
     if isinstance(pred, Mapping):
         if video.video_id not in pred:
-            return None
-        seq = pred[video.video_id].get(exp_id) or []
+            return None, [True] * video.num_frames
+        seq = pred[video.video_id].get(exp_id)
+        missing = [seq is None or i >= len(seq) for i in range(video.num_frames)]
+        seq = seq or []
         out = []
         for i in range(video.num_frames):
             rle = seq[i] if i < len(seq) else None
@@ -144,33 +155,62 @@ def _pred_frames(pred: Any, video, exp_id: str) -> list[np.ndarray] | None:
                 counts = rle["counts"]
                 out.append(coco_mask.decode({"size": rle["size"],
                                              "counts": counts.encode() if isinstance(counts, str) else counts}))
-        return out
+        return out, missing
     vdir = Path(pred) / video.video_id
     if not vdir.is_dir():
-        return None
-    out = []
+        return None, [True] * video.num_frames
+    out, missing = [], []
     for fr in video.frames:
         m = read_gray(vdir / exp_id / f"{fr.name}.png")
         out.append(np.zeros((h, w), np.uint8) if m is None else m)
-    return out
+        missing.append(m is None)
+    return out, missing
+
+
+def _official_loses(protocol: str, missing: Sequence[bool], folder: bool) -> str | None:
+    """What the official script does with an expression's missing frames: None (an empty
+    mask, or nothing missing), ``"lost"`` (its worker crashes) or ``"zero"``."""
+    if not any(missing):
+        return None
+    if protocol == "long_rvos":
+        return "lost" if not folder or missing[0] else None
+    if protocol == "mevis":
+        return "lost"
+    return "zero"   # ReVOS: the exception is caught and the expression scores 0
 
 
 # -- per protocol ----------------------------------------------------------------------------
-def score_referring(videos: Iterable, pred: Any, *, protocol: str, raw: bool = False) -> list[dict[str, Any]]:
+def score_referring(videos: Iterable, pred: Any, *, protocol: str, raw: bool = False, missing: str = "official",
+                    foreground: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
     """One row per expression, re-decoding the ground truth for every expression.
 
-    ``pred`` is a PNG folder or the parsed RLE JSON ``{video: {exp: [RLE | None]}}``.
+    ``pred`` is a PNG folder or the parsed RLE JSON ``{video: {exp: [RLE | None]}}``;
+    ``missing`` is ``official`` or ``strict`` (module docstring); ``foreground`` the parsed
+    ``mask_dict_foreground.json`` (ReVOS R). Expressions the official script loses are left out.
     """
     rows = []
+    zero = {k: 0.0 for k in ("J", "F", "J&F", "tIoU", "vIoU", "A", "R")}
+    if protocol == "revos":
+        missing = "official"   # its official handling (0 for any gap) is already strict
     for video in videos:
         referenced = sorted({t for e in video.expressions for t in e.track_ids})
         for e in video.expressions:
             row = {"video_id": video.video_id, "exp_id": e.exp_id, "kind": e.kind}
-            preds = _pred_frames(pred, video, e.exp_id)
-            if preds is None:
-                row.update({k: 0.0 for k in ("J", "F", "J&F", "tIoU", "vIoU", "A", "R")})
-                rows.append(row)
+            preds, absent = _pred_frames(pred, video, e.exp_id)
+            if isinstance(pred, Mapping):
+                folder = preds is not None and e.exp_id in pred[video.video_id]
+            else:
+                folder = (Path(pred) / video.video_id / e.exp_id).is_dir()
+            if preds is None or (missing == "strict" and not folder):
+                rows.append({**row, **zero})
                 continue
+            if missing == "official":
+                fate = _official_loses(protocol, absent, folder)
+                if fate == "lost":
+                    continue
+                if fate == "zero":
+                    rows.append({**row, **zero})
+                    continue
             gts, fgs = [], []
             for i in range(video.num_frames):
                 masks = video.frame_masks(i)   # decoded again for every expression, as the official code
@@ -179,7 +219,13 @@ def score_referring(videos: Iterable, pred: Any, *, protocol: str, raw: bool = F
                     if t in masks:
                         g += masks[t].astype(np.uint8)
                 gts.append(g)
-                if protocol == "revos":
+                if protocol == "revos" and foreground is not None:
+                    item = foreground[video.video_id]["masks_rle"][i]
+                    fg = np.zeros((video.height, video.width), np.uint8)
+                    for rle in item if isinstance(item, list) else [item]:
+                        fg += coco_mask.decode({"size": rle["size"], "counts": rle["counts"].encode()})
+                    fgs.append(fg)
+                elif protocol == "revos":
                     fg = np.zeros((video.height, video.width), np.uint8)
                     for t in referenced:
                         if t in masks:

@@ -74,8 +74,13 @@ class ProblemLog:
     """Collects problems; in ``raise`` mode an error raises at once.
 
     Loaders call `error` for anything that would give a wrong record, and `warning`
-    for oddities that do not. With ``on_error="skip"`` an error is logged, recorded and
-    the caller skips the affected video.
+    for oddities that do not. With ``on_error="skip"`` an error is recorded and the
+    caller skips the affected video.
+
+    Each distinct problem is kept and logged once, however often the video is read (a
+    summary reads it, then its masks; each worker process reads it again): the log record
+    carries the `Problem` as ``record.problem``, so that the command line, which lists
+    skipped videos itself, can tell these records from the rest.
     """
 
     def __init__(self, on_error: OnError = "raise") -> None:
@@ -83,25 +88,31 @@ class ProblemLog:
             raise ValueError(f"on_error must be 'raise' or 'skip', not {on_error!r}")
         self.on_error = on_error
         self.problems: list[Problem] = []
+        self._seen: set[Problem] = set()
+
+    def record(self, problem: Problem) -> bool:
+        """Keep and log ``problem`` unless the same one is kept already; True when it is new."""
+        if problem in self._seen:
+            return False
+        self._seen.add(problem)
+        self.problems.append(problem)
+        text = str(problem)
+        if problem.level == "error":
+            text = "skipped: " + text[len("error: "):]
+        log.warning("%s", text, extra={"problem": problem})
+        return True
 
     def error(self, message: str, *, file=None, video=None, field=None) -> None:
-        err = DataError(message, file=file, video=video, field=field)
-        if self.on_error == "raise":
-            raise err
-        self.problems.append(Problem("error", message, err.file, video, field))
-        log.warning("skipped: %s", err)
+        self.add(DataError(message, file=file, video=video, field=field))
 
     def add(self, err: DataError) -> None:
         """Record (or re-raise) an error caught from deeper code."""
         if self.on_error == "raise":
             raise err
-        self.problems.append(Problem("error", err.message, err.file, err.video, err.field))
-        log.warning("skipped: %s", err)
+        self.record(Problem("error", err.message, err.file, err.video, err.field))
 
     def warning(self, message: str, *, file=None, video=None, field=None) -> None:
-        file = None if file is None else str(file)
-        self.problems.append(Problem("warning", message, file, video, field))
-        log.warning("%s", Problem("warning", message, file, video, field))
+        self.record(Problem("warning", message, None if file is None else str(file), video, field))
 
     @property
     def errors(self) -> list[Problem]:

@@ -1,13 +1,35 @@
-"""Small file-system helpers: atomic writes and cheap frame copies."""
+"""Small file-system helpers: atomic writes, cheap frame copies, one writer per output."""
 from __future__ import annotations
 
 import contextlib
+import errno
+import fcntl
 import json
 import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import IO, Any, Iterator
+from typing import IO, Any, Iterator, Literal
+
+from .errors import LongRVOSError
+
+FrameMode = Literal["hardlink", "copy", "symlink"]
+FRAME_MODES: tuple[str, ...] = ("hardlink", "copy", "symlink")
+
+
+class OutputError(LongRVOSError):
+    """Writing an output failed (disk full, file too large, no permission): names the file."""
+
+
+def output_error(path: str | Path, exc: OSError) -> OutputError:
+    """``exc``, raised while writing ``path``, as an `OutputError` naming ``path``."""
+    what = exc.strerror or errno.errorcode.get(exc.errno or 0) or str(exc)
+    return OutputError(f"{path}: cannot write: {what}")
+
+
+def _writing(exc: OSError, *paths: str | Path) -> bool:
+    """Whether ``exc`` is about the file being written (an error of the open handle names no file)."""
+    return exc.filename is None or str(exc.filename) in {str(p) for p in paths}
 
 
 def _current_umask() -> int:
@@ -37,6 +59,11 @@ def atomic_open(path: str | Path, mode: str = "wb", **kwargs) -> Iterator[IO]:
             yield fh
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; outputs get the usual mode
         os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        if _writing(exc, tmp, path):
+            raise output_error(path, exc) from None
+        raise
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -53,21 +80,60 @@ def atomic_write_json(path: str | Path, obj: Any, *, indent: int | None = None) 
     atomic_write_bytes(path, json.dumps(obj, ensure_ascii=False, indent=indent).encode("utf-8"))
 
 
-def link_or_copy(src: str | Path, dst: str | Path) -> None:
-    """Hard-link ``src`` to ``dst`` when both are on one file system, else copy it.
+def link_or_copy(src: str | Path, dst: str | Path, mode: FrameMode = "hardlink") -> None:
+    """Put ``src`` at ``dst``: a hard link (``hardlink``; a copy across file systems), a copy, or a symlink.
 
-    Frames are never re-encoded: the bytes stay the source's.
+    Frames are never re-encoded: the bytes stay the source's. A hard-linked file is the
+    source's file: editing it in place changes the source.
     """
     dst = Path(dst)
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    if dst.exists():
-        dst.unlink()
+    if mode not in FRAME_MODES:
+        raise ValueError(f"frame mode must be one of {', '.join(FRAME_MODES)}, not {mode!r}")
     try:
-        os.link(src, dst)
-    except OSError:
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        if os.path.lexists(dst):
+            dst.unlink()
+        if mode == "symlink":
+            os.symlink(os.path.abspath(src), dst)
+            return
+        if mode == "hardlink":
+            try:
+                os.link(src, dst)
+                return
+            except OSError:
+                pass  # another file system (or links not allowed): copy
         tmp = dst.with_name(f".{dst.name}.tmp")
-        shutil.copyfile(src, tmp)
-        os.replace(tmp, dst)
+        try:
+            shutil.copyfile(src, tmp)
+            os.replace(tmp, dst)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+    except OSError as exc:
+        if str(exc.filename) == str(src) and exc.filename2 is None:
+            raise  # the source cannot be read: the caller's error
+        raise output_error(dst, exc) from None
+
+
+@contextlib.contextmanager
+def exclusive_lock(path: str | Path) -> Iterator[bool]:
+    """Hold an ``fcntl.flock`` on ``path`` (created if missing) for the block; yields False at once,
+    without waiting, when another process holds it. The OS releases it when the process dies.
+
+    Example:
+        >>> with exclusive_lock(out / ".longrvos.lock") as mine:
+        ...     if not mine: raise LongRVOSError("another conversion is writing there")
+    """
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666 & ~_UMASK)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        yield True
+    finally:
+        os.close(fd)
 
 
 @contextlib.contextmanager

@@ -8,15 +8,15 @@ replace it.
 """
 from __future__ import annotations
 
-import json
 import logging
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .converters.hf import LICENCES, PROGRESS_FILE, STATE_DIR, SourceLicence, licence_for
+from .converters.hf import LICENCES, SourceLicence, licence_for
 from .errors import LongRVOSError
 from .loaders.hf import HFPaths, read_card
+from .sidecar import incomplete_splits
 
 log = logging.getLogger("longrvos_data")
 
@@ -68,15 +68,9 @@ def plan_push(out: str | Path) -> PushPlan:
         'MeViS: CC BY-NC-SA 4.0 ...: non-commercial use only ...'
     """
     card = read_card(out)
-    progress = card.root / STATE_DIR / PROGRESS_FILE
-    if progress.is_file():
-        try:
-            complete = json.loads(progress.read_text(encoding="utf-8")).get("complete", False)
-        except (OSError, json.JSONDecodeError):
-            complete = False
-        if not complete:
-            raise LongRVOSError(f"{card.root}: the conversion did not finish; run the same convert command again "
-                                "to complete it before pushing")
+    if incomplete_splits(card.root):  # a finished output keeps no resume state
+        raise LongRVOSError(f"{card.root}: the conversion did not finish; run the same convert command again "
+                            "to complete it before pushing")
     if card.link_frames:
         raise LongRVOSError(f"{card.root}: frames are linked to {card.source_root}, not embedded; the Hub would get "
                             "paths without images. Convert again without --link-frames to publish")

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+import json
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
@@ -35,12 +36,26 @@ import numpy as np
 
 from . import masks as _masks
 from .errors import DataError
+from .fsutil import atomic_write_json
 from .loaders.base import read_json  # loaders.base must never import this module at its top
 from .schema import Expression, MaskSource, Track, Video
 
 SIDECAR = "longrvos_sidecar.json"
 SIDECAR_FORMAT = "longrvos-sidecar"
 SIDECAR_VERSION = 1
+
+# -- what a conversion leaves in its output, read by every reader ------------------------
+COMPLETE = ".longrvos_complete.json"
+"""``OUT/<split>/.longrvos_complete.json``: a split's last write (target, settings, video count)."""
+COMPLETE_FORMAT = "longrvos-complete"
+LOCK = ".longrvos.lock"
+"""``OUT/.longrvos.lock``: held (``fcntl.flock``) by the one conversion writing into OUT; stays."""
+PARTS_DIR = ".longrvos_parts"
+"""``OUT/.longrvos_parts/<target>/<split>/``: a folder writer's resume markers."""
+HF_STATE = ".longrvos_hf"
+"""``OUT/.longrvos_hf/``: the hf writer's resume state, removed when the output is finished."""
+NOT_SPLITS = ("ImageSets", "data")   # folders writers put beside the splits (davis, hf)
+INCOMPLETE = "incomplete conversion, re-run to resume"
 
 @dataclass(frozen=True)
 class SidecarVideo:
@@ -245,5 +260,100 @@ class Sidecar:
         return SidecarVideo(expressions, tracks, masks, values)
 
 
+def write_complete(folder: str | Path, *, target: str, split: str, settings: Mapping[str, Any], videos: int) -> Path:
+    """Mark ``folder`` (one split) complete: the last file a writer writes there."""
+    path = Path(folder) / COMPLETE
+    atomic_write_json(path, {"format": COMPLETE_FORMAT, "version": 1, "target": target, "split": split,
+                             "settings": json.loads(json.dumps(dict(settings), default=str)), "videos": videos})
+    return path
+
+
+def read_complete(folder: str | Path) -> dict | None:
+    """The split's completion mark, None when it has none."""
+    path = Path(folder) / COMPLETE
+    if not path.is_file():
+        return None
+    data = read_json(path)
+    if not isinstance(data, dict) or data.get("format") != COMPLETE_FORMAT:
+        raise DataError(f"not a completion mark: expected an object with \"format\": \"{COMPLETE_FORMAT}\"",
+                        file=path)
+    return data
+
+
+def unmark_complete(folder: str | Path) -> None:
+    """Remove a split's mark before anything of it is rewritten (a killed rewrite then reads as incomplete)."""
+    (Path(folder) / COMPLETE).unlink(missing_ok=True)
+
+
+def _staged_split(name: str) -> str:
+    """``.valid.k3j2x1.partial`` (a `fsutil.staged_dir`) -> ``valid``."""
+    return name[1:].rsplit(".", 2)[0]
+
+
+def incomplete_splits(root: str | Path) -> dict[str, Path]:
+    """``{split: evidence}`` for each split under ``root`` that a conversion started and did not finish.
+
+    Evidence: this package's partial-run files (resume markers, ``.partial`` staging
+    folders, temporary files beside a split's files, the hf resume state) or the
+    output's lock file, in a split folder without completion mark. A folder with
+    neither is not an output of this package and gives nothing.
+    """
+    root = Path(root)
+    lock, parts, hf_state = root / LOCK, root / PARTS_DIR, root / HF_STATE / "progress.json"
+    staged = sorted(root.glob(".*.partial"))
+    if not (lock.exists() or parts.is_dir() or hf_state.exists() or staged):
+        return {}
+    found: dict[str, Path] = {}
+    if parts.is_dir():
+        for folder in sorted(parts.glob("*/*")):
+            found.setdefault(folder.name, folder)
+    for folder in staged:
+        found.setdefault(_staged_split(folder.name), folder)
+    for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        if folder.name in NOT_SPLITS:
+            continue
+        tmp = next(iter(folder.glob(".*.tmp")), None)
+        if tmp is not None:
+            found.setdefault(folder.name, tmp)
+        elif lock.exists():
+            found.setdefault(folder.name, lock)
+    out = {s: p for s, p in found.items() if not (root / s / COMPLETE).is_file()}
+    if hf_state.exists():
+        try:
+            splits = json.loads(hf_state.read_text("utf-8")).get("splits") or {}
+        except (OSError, ValueError, AttributeError):
+            splits = {"*": {}}
+        out.update({s: hf_state for s, rec in splits.items() if not (isinstance(rec, dict) and rec.get("done"))})
+    return out
+
+
+def check_complete(path: str | Path, *, split: str | None = None) -> None:
+    """Refuse a conversion output whose split (``split``, or any) was started and not finished.
+
+    ``path`` is a dataset root or one split folder, as `loaders.load` takes it.
+
+    Raises:
+        DataError: naming the split folder and the evidence, "incomplete conversion, re-run to resume".
+
+    Example:
+        >>> check_complete("out/ytvis")      # after a killed `longrvos convert ... out/ytvis`
+        DataError: out/ytvis/valid: field 'split': incomplete conversion, re-run to resume (...)
+    """
+    path = Path(path)
+    for root, only in ((path, split), (path.parent, path.name)):
+        if not root.is_dir():
+            continue
+        bad = incomplete_splits(root)
+        if "*" in bad:
+            bad = {only or "*": bad["*"]}
+        if only is not None:
+            bad = {s: p for s, p in bad.items() if s == only}
+        for name, evidence in bad.items():
+            raise DataError(f"{INCOMPLETE} (the same `longrvos convert` command finishes it; found {evidence})",
+                            file=root if name == "*" else root / name, field="split")
+
+
 __all__ = ["EMPTY_SIDECAR_VIDEO", "RenamedMaskSource", "SIDECAR", "SIDECAR_FORMAT", "SIDECAR_VERSION", "Sidecar",
-           "SidecarMaskSource", "SidecarVideo"]
+           "SidecarMaskSource", "SidecarVideo", "COMPLETE", "LOCK", "PARTS_DIR",
+           "HF_STATE", "INCOMPLETE", "check_complete", "incomplete_splits", "read_complete", "unmark_complete",
+           "write_complete"]

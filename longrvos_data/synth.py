@@ -21,6 +21,7 @@ from PIL import Image
 from .fsutil import atomic_write_bytes
 from .masks import write_binary_png
 from .schema import Expression, Frame, MaskSource, Track, Video
+from .sidecar import unmark_complete
 
 COLOURS = ("red", "green", "blue", "yellow", "cyan", "magenta", "orange", "white")
 _RGB = {"red": (220, 40, 40), "green": (40, 200, 60), "blue": (40, 70, 220), "yellow": (230, 220, 40),
@@ -254,6 +255,8 @@ def generate(format: str, out: str | Path, *, num_videos: int = 3, num_frames: i
     writer = importlib.import_module(f"longrvos_data.converters.{format}")
     writer.write(by_split, out, **write_options)
     _remove_tree(staging)
+    for split in by_split:  # a release carries no completion marks: the samples look as downloaded
+        unmark_complete(out / split)
     return out
 
 

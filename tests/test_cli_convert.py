@@ -93,10 +93,11 @@ def test_on_error_skip_warns_and_converts_the_rest(tmp_path: Path, lr: Path, cap
     png = lr / "train" / "Annotations" / "vidA" / "1" / "00000.png"
     png.write_bytes(png.read_bytes()[:40])
     code, stdout, stderr = _run(capsys, lr, "--to", target, tmp_path / "out", "--on-error", "skip")
-    assert code == 0
+    assert code == 3  # finished, but skipped something
     assert f"wrote 2 video(s) as {target}" in stdout and "train: 1" in stdout
-    warning = next(line for line in stderr.splitlines() if "vidA" in line)
-    assert warning.startswith(f"longrvos convert: error: {png}: video 'vidA': field ")
+    lines = stderr.splitlines()
+    assert lines[0] == "longrvos convert: 1 skipped (--on-error skip), not written:"
+    assert len(lines) == 2 and lines[1].startswith(f"  {png}: video 'vidA': field ")
     assert longrvos_data.load(tmp_path / "out")["train"].video_ids() == ["vidB"]
 
 

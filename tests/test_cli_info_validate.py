@@ -5,6 +5,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -135,3 +136,31 @@ def test_console_script_runs(datasets):
     res = subprocess.run([str(exe), "info", str(datasets["lvos"]), "--json"], capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
     assert json.loads(res.stdout)["format"] == "lvos"
+
+
+def test_validate_warns_of_lenient_long_rvos_masks_across_workers(tmp_path, capsys):
+    from fixtures import fixture
+    root = fixture("long_rvos_hand").build(tmp_path)
+    obj = root / "train/Annotations/vidA/1"
+    Image.fromarray(np.array([[0, 0, 0, 0, 0, 0], [0, 200, 200, 0, 0, 0]] * 2, np.uint8)).save(obj / "00001.png")
+    code, out, _ = _run(capsys, "validate", root, "--split", "train", "--workers", "2", "--json")
+    assert code == 0
+    assert json.loads(out) == [{
+        "level": "warning", "file": str(obj), "video": "vidA", "field": "Annotations/1",
+        "message": "1 mask PNG(s) hold values other than 0 and 255 (e.g. 00001.png): values [0, 200]; any non-zero "
+                   "pixel is read as the object, as the official evaluation reads them (the official training "
+                   "takes only 255)"}]
+
+
+def test_validate_refuses_an_lvos_start_frame_without_its_reference_mask(tmp_path, capsys):
+    from fixtures import fixture
+    root = fixture("lvos_hand").build(tmp_path)
+    png = root / "train/Annotations/lv000001/00000001.png"
+    png.unlink()
+    code, out, _ = _run(capsys, "validate", root, "--split", "train")
+    assert code == 1
+    meta = root / "train/train_meta.json"
+    for obj, start in (("1", "'00000001'"), ("3", "1")):
+        assert (f"error: {meta}: video 'lv000001': field 'objects.{obj}.frame_range.start': the reference mask of "
+                f"frame_range start {start} is missing: there is no {png}") in out.splitlines()
+    assert out.splitlines()[-1] == "2 error(s), 0 warning(s)"

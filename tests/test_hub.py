@@ -81,10 +81,10 @@ def test_linked_frames_are_not_pushed(tmp_path, uploads):
 
 def test_unfinished_conversion_is_not_pushed(tmp_path, uploads):
     out = _convert("ref_youtube_vos", tmp_path)
-    progress = out / ".longrvos_hf/progress.json"
-    state = json.loads(progress.read_text())
-    state["complete"] = False
-    progress.write_text(json.dumps(state))
+    assert not (out / ".longrvos_hf").exists()  # a finished output keeps no resume state
+    progress = out / ".longrvos_hf/progress.json"  # what a run killed while writing valid leaves
+    progress.parent.mkdir()
+    progress.write_text(json.dumps({"splits": {"valid": {"done": False}}}))
     with pytest.raises(LongRVOSError, match="did not finish"):
         hub.push(out, "me/x")
     assert uploads == []

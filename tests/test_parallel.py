@@ -67,3 +67,64 @@ def test_rows_of_runs_join_into_the_rows_of_the_whole_video(tmp_path):
         for video in load(root, format="mevis")[split]:
             runs = [range(0, 2), range(2, 7), range(7, 9)]
             assert join_rows([video_rows(video, r) for r in runs]) == video_rows(video)
+
+
+# -- workers that cannot start: an error at once, never a pool respawning them -------------
+def _run_script(tmp_path, text: str):
+    """Run ``text`` as a script file with this Python (a real ``__main__``), at most 180 s."""
+    import subprocess
+    import sys
+    script = tmp_path / "script.py"
+    script.write_text(text)
+    return subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=180,
+                          cwd=tmp_path)
+
+
+def test_a_worker_that_cannot_open_the_split_stops_the_run(tmp_path):
+    root = generate("long_rvos", tmp_path / "src", num_videos=3, num_frames=4, splits=["train"])
+    res = _run_script(tmp_path, f'''
+from pathlib import Path
+from longrvos_data.errors import LongRVOSError
+from longrvos_data.loaders import load
+from longrvos_data.parallel import map_videos
+from longrvos_data.summary import count_masks
+
+if __name__ == "__main__":
+    reader = load({str(root)!r}, format="long_rvos")["train"]
+    ids = reader.video_ids()
+    meta = Path({str(root)!r}) / "train" / "meta_expressions.json"
+    meta.unlink()                      # the workers open the split after this
+    try:
+        list(map_videos(reader, ids, count_masks, workers=2, progress=False))
+    except LongRVOSError as err:
+        print("ERROR", err)
+''')
+    assert res.returncode == 0, res.stderr
+    [line] = res.stdout.splitlines()
+    assert line.startswith(f"ERROR a worker process cannot open split 'train' of {root}: ")
+    assert "meta_expressions.json" in line
+
+
+def test_a_script_without_the_main_guard_fails_at_once_with_the_fix(tmp_path):
+    root = generate("long_rvos", tmp_path / "src", num_videos=2, num_frames=3, splits=["train"])
+    res = _run_script(tmp_path, f'''
+from longrvos_data.summary import summarise
+print(summarise({str(root)!r}, deep=True, workers=2)["masks"])
+''')
+    assert res.returncode == 1
+    last = res.stderr.strip().splitlines()[-1]
+    assert last.startswith("longrvos_data.errors.LongRVOSError: a worker process exited before finishing")
+    assert 'if __name__ == "__main__":' in last
+
+
+def test_workers_log_records_reach_the_parent_once_and_their_problems_the_report(reader, caplog):
+    vid = reader.video_ids()[1]
+    folder = reader.root / "JPEGImages" / vid
+    (folder / "zz_stray.jpg").write_bytes(sorted(folder.iterdir())[0].read_bytes())
+    fresh = load(reader.opened_from, format="long_rvos", on_error="skip")["train"]
+    with caplog.at_level("WARNING", logger="longrvos_data"):
+        found = list(map_videos(fresh, fresh.video_ids(), video_rows, workers=2, progress=False))
+    assert [v for v, _ in found] == fresh.video_ids()
+    assert [(p.level, p.video) for p in fresh.problems.problems] == [("warning", vid)]
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines == [str(fresh.problems.problems[0])]

@@ -249,10 +249,10 @@ def _extract_to(video: Video, *, out: str, params: MotionParams) -> int:
 
 @dataclass
 class MotionReport:
-    """What `extract_split` did: videos written, videos already current, problems."""
+    """What `extract_split` did: videos written, videos already current (skipped), problems."""
 
     written: int = 0
-    skipped: int = 0
+    current: int = 0
     frames: int = 0
     problems: list = dataclasses.field(default_factory=list)
 
@@ -284,7 +284,7 @@ def extract_split(src: str | Path, out: str | Path, *, split: str | None = None,
     report = MotionReport()
     ids = reader.video_ids()
     todo = [v for v in ids if not is_current(motion_path(out, v), params)]
-    report.skipped = len(ids) - len(todo)
+    report.current = len(ids) - len(todo)
     problems = ProblemLog(on_error)
     fn = functools.partial(_extract_to, out=str(out), params=params)
     for _, result in map_videos(reader, todo, fn, workers=workers, progress=progress, desc=f"motion {split}",

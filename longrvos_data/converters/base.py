@@ -26,6 +26,12 @@ split-level files are assembled from the markers at the end, then the markers ar
 removed. A run killed midway leaves only whole files; re-running the same command skips
 the videos that have a marker. With a `SplitReader` source, videos are written in
 ``workers`` processes (`longrvos_data.parallel.map_videos`).
+
+Completion and safety: each split's last write is ``<out>/<split>/.longrvos_complete.json``
+(`longrvos_data.sidecar.write_complete`); every reader refuses a split that holds this
+package's partial-run files or lock but no such mark. `convert` never writes into its
+source, holds ``<out>/.longrvos.lock`` for the run, and accepts only an ``out`` holding
+splits of the same target (`prepare_output`).
 """
 from __future__ import annotations
 
@@ -44,18 +50,17 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 import numpy as np
 
 from .. import masks as _masks
-from ..errors import DataError, OnError, Problem, ProblemLog
+from ..errors import DataError, LongRVOSError, OnError, Problem, ProblemLog
 from ..fsutil import atomic_open, atomic_write_json
 from ..loaders.base import SplitReader, read_json
 from ..schema import Expression, Track, Video, check_id
-from ..sidecar import SIDECAR, SIDECAR_FORMAT, SIDECAR_VERSION
+from ..sidecar import (COMPLETE, HF_STATE, LOCK, PARTS_DIR, SIDECAR, SIDECAR_FORMAT, SIDECAR_VERSION, read_complete,
+                       unmark_complete, write_complete)
 
 log = logging.getLogger("longrvos_data")
 
 TARGETS: tuple[str, ...] = ("hf", "mevis", "long_rvos", "ytvis", "davis", "sola")
 """Formats `convert` writes (``longrvos convert --to``)."""
-
-PARTS_DIR = ".longrvos_parts"
 
 
 # -- what was dropped, and the report ---------------------------------------------------
@@ -453,6 +458,7 @@ def write_streaming(by_split: Mapping[str, SplitReader | Iterable[Video]], out: 
             ids = list(videos.video_ids())
             job = SplitJob(out, target, split, {"lossy": lossy, "sidecar": sidecar, "options": options})
             job.start()
+            unmark_complete(out / split)
             todo = [v for v in ids if not job.done(v)]
             resumed = len(ids) - len(todo)
             for vid, result in map_videos(videos, todo, fn, workers=workers, progress=progress,
@@ -467,6 +473,7 @@ def write_streaming(by_split: Mapping[str, SplitReader | Iterable[Video]], out: 
             from tqdm.auto import tqdm
             job = SplitJob(out, target, split, {"lossy": lossy, "sidecar": sidecar, "options": options})
             job.start()
+            unmark_complete(out / split)
             seen: set[str] = set()
             for video in tqdm(videos, desc=f"{target} {split}", unit="video", disable=not progress, leave=False):
                 vid = video.video_id
@@ -494,6 +501,7 @@ def write_streaming(by_split: Mapping[str, SplitReader | Iterable[Video]], out: 
                                   entries=lambda: ((p["video_id"], p["sidecar"]) for p in job.parts(order)))
         if side_path is not None:
             report.sidecars.append(side_path)
+        write_complete(out / split, target=target, split=split, settings=job.settings, videos=len(order))
         job.finish()
         report.videos[split] = len(order)
         if resumed:
@@ -503,10 +511,147 @@ def write_streaming(by_split: Mapping[str, SplitReader | Iterable[Video]], out: 
     return report
 
 
+# -- the output folder: never the source, one writer, only this package's files ---------
+def check_not_source(src: str | Path, out: str | Path) -> None:
+    """Refuse an ``out`` that is ``src``, lies inside it or contains it (symlinks resolved)."""
+    s, o = Path(src).resolve(), Path(out).resolve()
+    if o == s:
+        why = "is the source"
+    elif s in o.parents:
+        why = "is inside the source"
+    elif o in s.parents:
+        why = "contains the source"
+    else:
+        return
+    raise LongRVOSError(f"output folder {out} {why} {src}: a conversion never writes into its source; "
+                        "choose a folder outside it")
+
+
+def _staged_leftover(name: str) -> bool:
+    return name.startswith(".") and (name.endswith(".partial") or name.endswith(".old") or name.endswith(".tmp"))
+
+
+def inventory(out: str | Path) -> tuple[dict[Path, str | None], list[Path]]:
+    """What ``out`` holds: ``({path: target}, foreign)``.
+
+    The first maps each top-level entry this package wrote to the target it belongs to
+    (None: the lock and stale temporary files, of no target); ``foreign`` lists the others.
+    A split folder is this package's when it holds a completion mark or a conversion's
+    resume markers name it.
+    """
+    out = Path(out)
+    ours: dict[Path, str | None] = {}
+    foreign: list[Path] = []
+    if not out.is_dir():
+        return ours, foreign
+    started: dict[str, str] = {}
+    parts = out / PARTS_DIR
+    if parts.is_dir():
+        for folder in sorted(parts.iterdir()):
+            ours[folder] = folder.name
+            for split in (folder.iterdir() if folder.is_dir() else ()):
+                started.setdefault(split.name, folder.name)
+    hf_card = False
+    if (out / "README.md").is_file():
+        from ..loaders.hf import read_card
+        try:
+            hf_card = bool(read_card(out).section)
+        except LongRVOSError:
+            hf_card = False
+    hf_owned = hf_card or (out / HF_STATE).is_dir()
+    davis: set[str] = set()
+    for entry in sorted(out.iterdir()):
+        name = entry.name
+        if name in (LOCK, PARTS_DIR) or (entry.is_dir() and name == "ImageSets"):
+            ours.setdefault(entry, None)
+        elif _staged_leftover(name):
+            ours[entry] = None
+        elif hf_owned and name in (HF_STATE, "README.md", "data"):
+            ours[entry] = "hf"
+        elif entry.is_dir() and not entry.is_symlink():
+            mark = read_complete(entry) if (entry / COMPLETE).is_file() else None
+            target = mark.get("target") if mark else started.get(name)
+            if target is None:
+                foreign.append(entry)
+            else:
+                ours[entry] = target
+                if target == "davis":
+                    davis.add(name)
+        else:
+            foreign.append(entry)
+    images = out / "ImageSets"
+    if images in ours:
+        lists = list(images.iterdir())
+        if lists and all(f.is_file() and f.suffix == ".txt" and f.stem in davis for f in lists):
+            ours[images] = "davis"
+        elif lists:
+            del ours[images]
+            foreign.append(images)
+    return ours, foreign
+
+
+def prepare_output(out: str | Path, target: str, *, overwrite: bool = False) -> None:
+    """Make ``out`` ready for a ``target`` conversion, holding its lock (see `convert`).
+
+    It may hold completed or resumable splits of ``target``; anything else this package
+    wrote is refused, or removed with ``overwrite``; files it did not write are always
+    refused, and then nothing is removed.
+    """
+    out = Path(out)
+    ours, foreign = inventory(out)
+    if foreign:
+        names = ", ".join(p.name for p in foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+        raise LongRVOSError(f"{out} holds files longrvos did not write ({names}); choose an empty or new folder"
+                            + (" (--overwrite removes only what longrvos wrote)" if overwrite else ""))
+    others = sorted({t for t in ours.values() if t not in (None, target)})
+    if others and not overwrite:
+        raise LongRVOSError(f"{out} holds a {', '.join(others)} conversion, not {target}; pass --overwrite to "
+                            "replace it, or choose another folder")
+    for path, owner in ours.items():
+        if path.name == LOCK or not (overwrite or (owner is None and _staged_leftover(path.name))):
+            continue
+        log.info("removing %s", path)
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+
+
+@contextlib.contextmanager
+def output_lock(out: str | Path) -> Iterator[None]:
+    """Hold ``out/.longrvos.lock`` for the block; a second conversion into ``out`` is refused at once."""
+    from ..fsutil import exclusive_lock
+
+    with exclusive_lock(Path(out) / LOCK) as mine:
+        if not mine:
+            raise LongRVOSError(f"another conversion is writing into {out} (it holds {Path(out) / LOCK}); "
+                                "wait until it ends, then re-run")
+        yield
+
+
+class _WithProgress:
+    """One split's videos with a progress bar (on stderr), for writers that take no ``progress``."""
+
+    def __init__(self, videos, desc: str) -> None:
+        self.videos = videos
+        self.desc = desc
+
+    def __len__(self) -> int:
+        return len(self.videos)
+
+    def __iter__(self) -> Iterator[Video]:
+        from tqdm.auto import tqdm
+        with tqdm(total=len(self.videos), desc=self.desc, unit="video", leave=False) as bar:
+            for video in self.videos:
+                yield video
+                bar.update()
+
+
 # -- convert: load a source, write a target ---------------------------------------------
 def convert(src: str | Path, target: str, out: str | Path, *, format: str | None = None, split: str | None = None,
             lossy: bool = False, sidecar: bool = True, workers: int = 1, on_error: OnError = "raise",
-            progress: bool = False, **options: Any) -> WriteReport:
+            progress: bool = False, overwrite: bool = False, load_options: Mapping[str, Any] | None = None,
+            **options: Any) -> WriteReport:
     """Read the dataset at ``src`` and write it as ``target`` under ``out``.
 
     Args:
@@ -521,9 +666,18 @@ def convert(src: str | Path, target: str, out: str | Path, *, format: str | None
             (default); False refuses it with a `DataError`.
         workers: processes per split.
         on_error: ``"skip"`` leaves bad videos out with a warning (in ``report.problems``).
+        load_options: format options for `loaders.load` (``project``: ``provenance``, ``status``).
         progress: show progress bars.
-        **options: target-specific options (e.g. ``link_frames`` for ``hf``), passed to the
-            writer when its ``write`` accepts them.
+        overwrite: remove what this package wrote in ``out`` first (any target); files it
+            did not write are refused all the same.
+        **options: target-specific options (e.g. ``link_frames`` for ``hf``, ``frames``
+            = ``"hardlink"`` / ``"copy"`` / ``"symlink"`` for the folder targets), passed to
+            the writer when its ``write`` accepts them.
+
+    ``out`` is never ``src``, inside it or around it; it may hold completed or resumable
+    splits of ``target`` and nothing else (`prepare_output`). One conversion at a time
+    writes into ``out``: it holds ``out/.longrvos.lock`` (``fcntl.flock``) for the run.
+    Each split's last write is its completion mark (`longrvos_data.sidecar.write_complete`).
 
     Returns:
         The writer's `WriteReport` (a minimal one for writers that return None).
@@ -542,7 +696,14 @@ def convert(src: str | Path, target: str, out: str | Path, *, format: str | None
 
     if target not in TARGETS:
         raise LongRVOSError(f"unknown target {target!r}; known targets: {', '.join(TARGETS)}")
-    dataset = load(src, format=format, split=split, on_error=on_error)
+    check_not_source(src, out)
+    if Path(out).exists() and not Path(out).is_dir():
+        raise LongRVOSError(f"{out} exists and is not a folder")
+    if not (Path(out) / LOCK).exists():
+        _, foreign = inventory(out)   # before the lock file is written into a folder that is not ours
+        if foreign:
+            prepare_output(out, target, overwrite=overwrite)
+    dataset = load(src, format=format, split=split, on_error=on_error, **(load_options or {}))
     writer = importlib.import_module(f"longrvos_data.converters.{target}")
     by_split = {split: dataset[split]} if split is not None else dict(dataset.splits)
     offered = dict(lossy=lossy, sidecar=sidecar, workers=workers, progress=progress, on_error=on_error, **options)
@@ -556,15 +717,21 @@ def convert(src: str | Path, target: str, out: str | Path, *, format: str | None
         raise LongRVOSError(f"the {target} writer takes no option(s) {', '.join(sorted(unused))}")
     if workers > 1 and "workers" not in kwargs:
         log.warning("the %s writer runs in one process; --workers is ignored", target)
+    if progress and "progress" not in kwargs:  # a writer that only iterates: its bar is drawn here
+        by_split = {s: _WithProgress(videos, f"{target} {s}") for s, videos in by_split.items()}
     hints = dict(source_format=dataset.format, source_root=Path(src))   # for writers that record provenance
     kwargs.update({k: v for k, v in hints.items() if k in accepted and k not in kwargs})
-    result = writer.write(by_split, Path(out), **kwargs)
+    Path(out).mkdir(parents=True, exist_ok=True)
+    with output_lock(out):
+        prepare_output(out, target, overwrite=overwrite)
+        result = writer.write(by_split, Path(out), **kwargs)
     report = result if isinstance(result, WriteReport) else WriteReport(
         target=target, out=Path(out), lossy=lossy, videos={s: len(r) for s, r in by_split.items()})
     report.problems[:0] = dataset.problems.problems
     return report
 
 
-__all__ = ["Dropped", "Keeper", "cleaned_on_error", "PARTS_DIR", "SplitJob",
+__all__ = ["Dropped", "Keeper", "cleaned_on_error", "PARTS_DIR", "SplitJob", "check_not_source", "inventory",
+           "output_lock", "prepare_output",
            "TARGETS", "WriteReport", "convert", "json_array_chunks", "json_object_chunks", "write_json_chunks",
            "write_sidecar", "write_streaming"]

@@ -36,12 +36,12 @@ import numpy as np
 
 from .. import masks as _masks
 from ..errors import DataError, OnError
-from ..fsutil import atomic_write_bytes
+from ..fsutil import FrameMode, atomic_write_bytes
 from ..loaders.davis import DAVISPaths as P
 from ..schema import Video
 from .base import (Keeper, SplitJob, WriteReport, cleaned_on_error, json_object_chunks, jsonable, write_json_chunks,
                    write_streaming)
-from .ytvis import copy_frames
+from .ytvis import frame_options, copy_frames
 
 NAME = "davis"
 _NATURAL = re.compile(r"^[1-9][0-9]*$")
@@ -55,17 +55,18 @@ def palette_values(video: Video) -> dict[str, int]:
     return {t: k + 1 for k, t in enumerate(ids[:P.MAX_VALUE])}
 
 
-def _write_video(video: Video, *, out: str, split: str, lossy: bool, sidecar: bool) -> dict:
+def _write_video(video: Video, *, out: str, split: str, lossy: bool, sidecar: bool,
+                 frames: FrameMode = "hardlink") -> dict:
     """Write one video's frames and PNGs; return its marker with its ``meta_davis.json`` entry."""
     folder = Path(out) / split
     with cleaned_on_error(folder / P.IMAGES / video.video_id, folder / P.ANNOTATIONS / video.video_id):
-        return _video_part(video, folder, split=split, lossy=lossy, sidecar=sidecar)
+        return _video_part(video, folder, split=split, lossy=lossy, sidecar=sidecar, mode=frames)
 
 
-def _video_part(video: Video, folder: Path, *, split: str, lossy: bool, sidecar: bool) -> dict:
+def _video_part(video: Video, folder: Path, *, split: str, lossy: bool, sidecar: bool, mode: FrameMode) -> dict:
     keep = Keeper(video, split=split, target=NAME, lossy=lossy, sidecar=sidecar)
     vid = video.video_id
-    copy_frames(video, folder / P.IMAGES / vid)
+    copy_frames(video, folder / P.IMAGES / vid, mode=mode)
     values = palette_values(video)
 
     objects: dict[str, Any] = {}
@@ -124,7 +125,7 @@ def _write_masks(video: Video, folder: Path, values: Mapping[str, int], keep: Ke
 
 
 def _finish_split(out: Path, split: str, job: SplitJob, order: list[str], *, lossy: bool, sidecar: bool,
-                  report: WriteReport) -> None:
+                  report: WriteReport, frames: FrameMode = "hardlink") -> None:
     """Write ``<split>/meta_davis.json`` and ``ImageSets/<split>.txt`` from the markers."""
     head = f'{{"format": "{P.FORMAT_TAG}", "version": {P.VERSION}, "videos": '
     pairs = ((p["video_id"], p["data"]["entry"]) for p in job.parts(order))
@@ -133,7 +134,8 @@ def _finish_split(out: Path, split: str, job: SplitJob, order: list[str], *, los
 
 
 def write(by_split: Mapping[str, Any], out: str | Path, *, lossy: bool = False, sidecar: bool = True,
-          workers: int = 1, progress: bool = False, on_error: OnError = "raise") -> WriteReport:
+          workers: int = 1, progress: bool = False, on_error: OnError = "raise",
+          frames: FrameMode = "hardlink") -> WriteReport:
     """Write videos as DAVIS-style palette PNG folders under ``out`` (layout in the module docstring).
 
     Args:
@@ -145,6 +147,9 @@ def write(by_split: Mapping[str, Any], out: str | Path, *, lossy: bool = False, 
         workers: processes per split (SplitReader sources).
         progress: show a progress bar.
         on_error: ``"skip"`` leaves bad videos out (listed in ``report.problems``).
+        frames: how frame files get into the output: ``"hardlink"`` (default; a copy across
+            file systems: editing such an output frame in place changes the source),
+            ``"copy"`` or ``"symlink"``.
 
     Returns:
         The `WriteReport`.
@@ -159,7 +164,8 @@ def write(by_split: Mapping[str, Any], out: str | Path, *, lossy: bool = False, 
         []
     """
     return write_streaming(by_split, out, target=NAME, write_video=_write_video, finish_split=_finish_split,
-                           lossy=lossy, sidecar=sidecar, workers=workers, progress=progress, on_error=on_error)
+                           lossy=lossy, sidecar=sidecar, workers=workers, progress=progress, on_error=on_error,
+                           options=frame_options(frames))
 
 
 __all__ = ["NAME", "palette_values", "write"]

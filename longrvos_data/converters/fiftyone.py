@@ -63,12 +63,14 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from .. import masks as _masks
-from ..errors import DataError, LongRVOSError
+from ..errors import DataError, LongRVOSError, Problem
 from ..fsutil import atomic_write_json
 from ..schema import Video
 
 log = logging.getLogger("longrvos_data")
 
+INFO_KEY = "longrvos"          # dataset.info[INFO_KEY]: source, format, splits, ... and MASKS_DIRS
+MASKS_DIRS = "masks_dirs"      # every folder `write` put this dataset's mask PNGs in (what `delete` cleans)
 GT_FIELD = "ground_truth"
 PRED_FIELD = "predictions"
 KEY_FIELD = "key"
@@ -424,6 +426,8 @@ class FiftyOneReport:
         masks_dir: where the mask PNGs are (None with inline masks).
         views: saved views.
         seconds: wall time of the import.
+        problems: every problem met, as lines (source warnings, skipped videos, prediction issues).
+        skipped: the videos left out with ``on_error="skip"``.
     """
 
     name: str
@@ -438,10 +442,12 @@ class FiftyOneReport:
     views: list[str] = field(default_factory=list)
     seconds: float = 0.0
     problems: list[str] = field(default_factory=list)
+    skipped: list[Problem] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         out = dict(self.__dict__)
         out["masks_dir"] = None if self.masks_dir is None else str(self.masks_dir)
+        out["skipped"] = [p.as_dict() for p in self.skipped]
         return out
 
 
@@ -547,7 +553,9 @@ class _MaskStage:
         for issue in issues or ():
             unit = f" {issue.exp_id!r}" if issue.exp_id is not None else ""
             count = f" ({issue.count} frame(s))" if issue.count else ""
-            problems.append(f"predictions: video {issue.video_id!r}{unit}: {issue.problem}: {issue.message}{count}")
+            line = f"predictions: video {issue.video_id!r}{unit}: {issue.problem}: {issue.message}{count}"
+            log.warning("%s", line)  # from a worker, forwarded to the parent's handlers
+            problems.append(line)
 
 
 def _stage_video(video: Video, *, stage: _MaskStage) -> tuple[list[_FrameMasks] | None, list[str], tuple | None]:
@@ -666,16 +674,76 @@ def _count_frames(by_split: Mapping[str, Any]) -> int | None:
 
 
 def open_dataset(name: str, *, overwrite: bool = False):
-    """The persistent FiftyOne dataset ``name``, created when missing (or emptied with ``overwrite``)."""
+    """The persistent FiftyOne dataset ``name``, created when missing (or, with ``overwrite``,
+    deleted first with its mask files: `delete`)."""
     fo = import_fiftyone()
     if fo.dataset_exists(name):
         if not overwrite:
             return fo.load_dataset(name)
-        fo.delete_dataset(name)
+        delete(name)
     dataset = fo.Dataset(name, persistent=True)
     _declare_schema(fo, dataset)
     dataset.create_index([("video_key", 1), ("frame_number", 1)])
     return dataset
+
+
+def _record_masks_dir(dataset, masks_dir: Path) -> None:
+    """Note ``masks_dir`` in the dataset's info before any mask is written there, so that
+    `delete` finds every folder this package wrote masks into for the dataset."""
+    info = dict(dataset.info)
+    ours = dict(info.get(INFO_KEY, {}))
+    dirs = list(ours.get(MASKS_DIRS, []))
+    if str(masks_dir) not in dirs:
+        ours[MASKS_DIRS] = dirs + [str(masks_dir)]
+        dataset.info = {**info, INFO_KEY: ours}
+        dataset.save()
+
+
+def delete(name: str) -> bool:
+    """Delete the FiftyOne dataset ``name`` and the mask PNGs this package wrote for it.
+
+    ``fo.delete_dataset`` removes the database records only; the mask PNGs, which FiftyOne
+    references by path, would stay on disk. This removes each video's ``gt/`` and ``pred/``
+    folders under every masks folder `write` used for the dataset, then the folders of
+    those videos left empty up to the masks folder (itself included, and its ``<name>``
+    parent when it is `default_masks_dir`); anything else in them is kept. The files go
+    first, so a failure leaves the dataset in place to retry.
+
+    Returns:
+        False when there was no such dataset.
+
+    Example:
+        >>> delete("lrvos-valid")
+        True
+    """
+    fo = import_fiftyone()
+    if not fo.dataset_exists(name):
+        return False
+    dataset = fo.load_dataset(name)
+    dirs = [Path(d) for d in dataset.info.get(INFO_KEY, {}).get(MASKS_DIRS, [])]
+    keys = dataset.distinct("video_key")
+    default = default_masks_dir(name).expanduser().resolve()
+    for masks_dir in dirs:
+        top = masks_dir.parent if masks_dir == default else masks_dir
+        for key in keys:
+            for sub in ("gt", "pred"):
+                shutil.rmtree(masks_dir / key / sub, ignore_errors=True)
+            _remove_empty_up_to(masks_dir / key, top)
+    fo.delete_dataset(name)
+    return True
+
+
+def _remove_empty_up_to(folder: Path, top: Path) -> None:
+    """Remove ``folder`` and its parents up to ``top`` (included) while they are empty."""
+    while True:
+        try:
+            folder.rmdir()
+        except OSError:  # not empty, or gone
+            if folder.exists():
+                return
+        if folder == top or top not in folder.parents:
+            return
+        folder = folder.parent
 
 
 def _declare_schema(fo, dataset) -> None:
@@ -739,6 +807,8 @@ def write(by_split: Mapping[str, Iterable[Video]], out: str | Path | None, *, na
     masks_dir = None if out is None else Path(out).expanduser().resolve()
     report = FiftyOneReport(name=name, masks_dir=masks_dir)
     dataset = open_dataset(name, overwrite=overwrite)
+    if masks_dir is not None:
+        _record_masks_dir(dataset, masks_dir)
     if predictions is not None:
         _declare_predictions(fo, dataset)
     started = time.monotonic()  # after connecting: the figure is the import's throughput
@@ -910,7 +980,8 @@ def default_masks_dir(name: str) -> Path:
 def to_fiftyone(src: str | Path, *, name: str, format: str | None = None, split: str | None = None,
                 pred: str | Path | None = None, scores: str | Path | None = None,
                 masks_dir: str | Path | None = None, inline_masks: bool = False, overwrite: bool = False,
-                on_error: str = "raise", progress: bool = True, workers: int = 1) -> FiftyOneReport:
+                on_error: str = "raise", progress: bool = True, workers: int = 1,
+                load_options: Mapping[str, Any] | None = None) -> FiftyOneReport:
     """Load a dataset in any supported format and write it into FiftyOne.
 
     Args:
@@ -924,13 +995,14 @@ def to_fiftyone(src: str | Path, *, name: str, format: str | None = None, split:
         inline_masks: store masks in the database instead (small sets only).
         overwrite: delete the FiftyOne dataset first.
         workers: processes that decode masks and write the mask PNGs.
+        load_options: format options for `loaders.load` (``project``: ``provenance``, ``status``).
 
     Example:
         >>> to_fiftyone("data/mevis", name="mevis", split="valid_u").samples
         1234
     """
     from ..loaders import load
-    dataset = load(src, format=format, split=split, on_error=on_error)
+    dataset = load(src, format=format, split=split, on_error=on_error, **(load_options or {}))
     predictions = None
     if pred is not None:
         from ..eval.predictions import open_predictions
@@ -943,11 +1015,13 @@ def to_fiftyone(src: str | Path, *, name: str, format: str | None = None, split:
     report.problems[:0] = [str(p) for p in dataset.problems.problems]
     fo = import_fiftyone()
     ds = fo.load_dataset(name)
-    ds.info = {**ds.info, "longrvos": {"source": str(Path(src).resolve()), "format": dataset.format,
-                                       "version": dataset.version, "splits": sorted(dataset.splits),
-                                       "predictions": None if pred is None else str(Path(pred).resolve()),
-                                       "scores": None if scores is None else str(Path(scores).resolve())}}
+    ds.info = {**ds.info, INFO_KEY: {**ds.info.get(INFO_KEY, {}), "source": str(Path(src).resolve()),
+                                     "format": dataset.format, "version": dataset.version,
+                                     "splits": sorted(dataset.splits),
+                                     "predictions": None if pred is None else str(Path(pred).resolve()),
+                                     "scores": None if scores is None else str(Path(scores).resolve())}}
     ds.save()
+    report.skipped = dataset.problems.errors
     return report
 
 
@@ -976,5 +1050,5 @@ def launch(dataset, *, port: int = 5151, view: str | None = None, address: str |
 
 __all__ = ["FiftyOneReport", "FrameScores", "GT_FIELD", "PRED_FIELD", "SetupReport", "VIEW_BY_VIDEO",
            "VIEW_EXPRESSION", "VIEW_WORST", "configure", "config_path", "default_masks_dir", "expression_view",
-           "find_mongod", "import_fiftyone", "launch", "open_dataset", "private_database", "save_views",
+           "delete", "find_mongod", "import_fiftyone", "launch", "open_dataset", "private_database", "save_views",
            "to_fiftyone", "write"]

@@ -8,7 +8,7 @@ OUT/
   data/expressions/<split>-00000-of-00001.parquet   one row per expression (the training unit)
   data/frames/<split>-00000-of-00003.parquet        one row per frame: JPEG bytes + every track's RLE
   data/videos/<split>-00000-of-00001.parquet        one row per video: size, fps, tracks with RLE per frame
-  .longrvos_hf/progress.json                  resume state (never published)
+  .longrvos_hf/progress.json                  resume state, removed when the output is finished
 ```
 
 ``datasets.load_dataset(OUT, "expressions", split="train")`` works from any working
@@ -21,7 +21,14 @@ processes for split readers, a run of `PART_FRAMES` frames per task, turned into
 written here in video order), rows
 flushed in bounded row groups, shards rolled over near ``shard_bytes``. A shard is written
 under a temporary name and recorded in the progress file when complete, so a re-run after
-a kill resumes after the last complete shard; final names appear only when a split is done.
+a kill resumes after the last complete shard; final names appear only when a split is done. A later run into the same folder with the
+same options adds splits to it (the card records each finished split).
+
+Every frame file passes a structural check before its bytes are written (`hf_rows.check_frame`:
+JPEG start and end markers and the header's size, or the PNG signature and IHDR size); a
+frame that fails is a `DataError`, or with ``on_error="skip"`` its video is left out and
+listed in the card. A split without videos is left out of the card (`datasets` cannot load
+a split of no rows).
 """
 from __future__ import annotations
 
@@ -43,7 +50,8 @@ import pyarrow.parquet as pq
 from datasets import Features, Image, List, Value
 
 from ..errors import DataError, LongRVOSError, OnError, ProblemLog
-from ..fsutil import atomic_write_bytes, atomic_write_json
+from ..fsutil import atomic_write_bytes, atomic_write_json, output_error
+from ..sidecar import HF_STATE, LOCK
 from .base import WriteReport
 from .hf_rows import VideoRows, join_rows, video_rows
 
@@ -68,6 +76,7 @@ EXPRESSIONS_FEATURES = Features({
     "kind": Value("string"),
     "kind_raw": Value("string"),        # the source's own value, as JSON ("\"static+dynamic\"", "1")
     "meta": Value("string"),            # the expression's extra source fields, as a JSON object
+    "frame_names": List(Value("string")),   # the video's frames, which ``masks`` aligns with
     "masks": List(RLE_FEATURE),         # per frame: union RLE, null where no target is present;
                                         # the whole list is null in splits without annotations
 })
@@ -268,7 +277,7 @@ def _rows_table(rows: VideoRows, config: str) -> pa.Table:
 
 
 # -- shards, progress and resume ---------------------------------------------------------
-STATE_DIR = ".longrvos_hf"
+STATE_DIR = HF_STATE
 _SPLIT_RE = re.compile(r"^\w+(\.\w+)*$")  # what `datasets` accepts as a split name
 PROGRESS_FILE = "progress.json"
 
@@ -322,6 +331,12 @@ class _ShardWriter:
 
     def add(self, table: pa.Table) -> None:
         """Buffer rows; full row groups are written at once."""
+        try:
+            self._add(table)
+        except OSError as exc:
+            raise output_error(self._tmp or self.staging, exc) from None
+
+    def _add(self, table: pa.Table) -> None:
         if table.num_rows == 0:
             return
         if self._writer is None:
@@ -353,6 +368,14 @@ class _ShardWriter:
             self.close_shard(end=index + 1)
 
     def close_shard(self, *, end: int) -> None:
+        try:
+            self._close_shard(end=end)
+        except OSError as exc:
+            if self._writer is not None:
+                self._writer.is_open = False
+            raise output_error(self._tmp or self.staging, exc) from None
+
+    def _close_shard(self, *, end: int) -> None:
         if self._writer is None:
             self._open()  # an empty split still gets one (empty) shard per config
         while self._buffer:
@@ -369,9 +392,12 @@ class _ShardWriter:
             self.close_shard(end=total)
 
     def abort(self) -> None:
+        """Drop the open shard (a failed write, a bad video): its file is removed, never published."""
         if self._writer is not None:
             try:
                 self._writer.close()
+            except OSError:          # e.g. the disk is full: the error being handled says so
+                self._writer.is_open = False   # and pyarrow must not retry the close when collected
             finally:
                 self._writer = None
                 if self._tmp is not None:
@@ -446,6 +472,24 @@ class _Progress:
             else:
                 log.info("%s: options changed since the last run; converting from scratch", out)
                 self._forget_all(old)
+        elif (out / "README.md").is_file():
+            self._from_card()
+
+    def _from_card(self) -> None:
+        """A finished output keeps no progress file: its card records the splits it holds."""
+        from ..loaders.hf import read_card
+        try:
+            section = read_card(self.out).section
+        except DataError:
+            return
+        if section.get("layout") != LAYOUT_VERSION or section.get("options") != self.options:
+            log.info("%s: options changed since the last run; converting from scratch", self.out)
+            self._forget_all({"splits": section.get("splits") or {}})
+            return
+        for split, rec in (section.get("splits") or {}).items():
+            self.data["splits"][split] = dict(rec, done=True)
+        self.data["datasets"] = list(section.get("source_datasets") or [])
+        self.data["skipped"] = dict(section.get("skipped") or {})
 
     def _forget_all(self, old: Any) -> None:
         shutil.rmtree(self.out / STATE_DIR / "staging", ignore_errors=True)
@@ -470,9 +514,10 @@ class _Progress:
         return rec
 
     def keep_only(self, splits: Iterable[str]) -> None:
+        """Forget unfinished splits a run no longer writes; finished ones stay in the output."""
         keep = set(splits)
-        for split in list(self.data["splits"]):
-            if split not in keep:
+        for split, rec in list(self.data["splits"].items()):
+            if split not in keep and not rec.get("done"):
                 shutil.rmtree(self.out / STATE_DIR / "staging" / split, ignore_errors=True)
                 _remove_final(self.out, split)
                 del self.data["splits"][split]
@@ -497,7 +542,14 @@ def _check_out(out: Path) -> None:
         raise LongRVOSError(f"{out} exists and is not a folder")
     if (out / STATE_DIR / PROGRESS_FILE).exists():
         return
-    if any(out.iterdir()):
+    if (out / "README.md").is_file():
+        from ..loaders.hf import read_card
+        try:
+            if read_card(out).section:
+                return   # a finished output of this package: splits are added to it
+        except DataError:
+            pass
+    if any(p.name != LOCK for p in out.iterdir()):
         raise LongRVOSError(f"{out} is not empty and holds no earlier longrvos hf conversion; "
                             "choose an empty or new folder")
 
@@ -617,6 +669,11 @@ def write(by_split: Mapping[str, Any], out: str | Path, *, workers: int = 1, lin
         rec = state.split(split, digest=_ids_digest(ids_for_digest), count=len(ids_for_digest))
         srep = SplitReport(videos=len(ids_for_digest))
         report.splits[split] = srep
+        if not ids_for_digest and not rec["done"]:
+            log.warning("%s: split %r has no videos; it is left out of the card (`datasets` cannot load it)",
+                        out, split)
+            rec["done"] = True
+            state.save()
         if not rec["done"]:
             staging = out / STATE_DIR / "staging" / split
             for stale in staging.glob("*/*.tmp"):  # a shard a killed run had open
@@ -630,8 +687,14 @@ def write(by_split: Mapping[str, Any], out: str | Path, *, workers: int = 1, lin
                 log.info("%s: resuming split %r at video %d of %d", out, split, start, len(ids_for_digest))
             bar = tqdm(total=len(ids_for_digest), initial=start, desc=f"hf {split}", unit="video",
                        disable=not progress, leave=False)
+            skipped = state.data.setdefault("skipped", {}).setdefault(split, [])
+            seen = len(problems.problems)
             try:
                 for index, rows in _iter_rows(source, ids, start, fn, workers=workers, problems=problems):
+                    for p in problems.problems[seen:]:   # saved with the next shard, listed in the card
+                        if p.as_dict() not in skipped:
+                            skipped.append(p.as_dict())
+                    seen = len(problems.problems)
                     if rows.dataset not in datasets_seen:
                         datasets_seen.append(rows.dataset)
                     for config, w in writers.items():
@@ -645,6 +708,9 @@ def write(by_split: Mapping[str, Any], out: str | Path, *, workers: int = 1, lin
                             w.add(_rows_table(rows, config))
                         w.end_video(index)
                     bar.update()
+                for p in problems.problems[seen:]:
+                    if p.as_dict() not in skipped:
+                        skipped.append(p.as_dict())
                 for w in writers.values():
                     w.finish(total=len(ids_for_digest))
             except BaseException:
@@ -670,11 +736,9 @@ def write(by_split: Mapping[str, Any], out: str | Path, *, workers: int = 1, lin
     from .. import __version__
     card = dataset_card(out, state.data["splits"], link_frames=link_frames, source_root=root,
                         source_format=source_format, datasets_seen=datasets_seen, version=__version__,
-                        pretty_name=pretty_name)
+                        pretty_name=pretty_name, options=options, skipped=state.data.get("skipped") or {})
     atomic_write_bytes(out / "README.md", card.encode("utf-8"))
-    shutil.rmtree(out / STATE_DIR / "staging", ignore_errors=True)
-    state.data["complete"] = True
-    state.save()
+    shutil.rmtree(out / STATE_DIR, ignore_errors=True)   # the card now records every split: a finished output keeps no resume file
     report.problems.extend(problems.problems)
     report.seconds = time.perf_counter() - t0
     return report
@@ -699,13 +763,17 @@ def _publish_split(out: Path, split: str, rec: dict) -> None:
 # -- the dataset card ------------------------------------------------------------------
 def dataset_card(out: Path, splits: Mapping[str, dict], *, link_frames: bool, source_root: str | None,
                  source_format: str | None, datasets_seen: Sequence[str], version: str,
-                 pretty_name: str | None = None) -> str:
+                 pretty_name: str | None = None, options: Mapping[str, Any] | None = None,
+                 skipped: Mapping[str, Sequence[Mapping[str, Any]]] | None = None) -> str:
     """The README.md text: YAML made by `datasets`/`huggingface_hub`, then the prose.
 
     ``configs:`` lists every shard of every split (exact paths, so that ``train`` never
     matches ``train_sub``); ``dataset_info`` holds each config's features and split sizes.
     ``splits`` is the progress record: ``{split: {"configs": {config: [shard, ...]}}}``
-    with each shard's ``final`` path, ``rows`` and ``nbytes``.
+    with each shard's ``final`` path, ``rows`` and ``nbytes``. A split of no rows is left out
+    (`datasets` refuses to load one); ``longrvos.splits`` keeps every split's record so that
+    a later run adds splits to the output, and ``skipped`` (videos left out by
+    ``on_error="skip"``) is listed in the prose and in ``longrvos.skipped``.
 
     Example:
         >>> text = dataset_card(out, progress["splits"], link_frames=False, source_root=None,
@@ -720,11 +788,16 @@ def dataset_card(out: Path, splits: Mapping[str, dict], *, link_frames: bool, so
 
     source = next((d for d in datasets_seen if d in LICENCES), source_format)
     lic = licence_for(source)
+    records = {s: {k: v for k, v in rec.items() if k != "done"} for s, rec in splits.items()}
+    empty = [s for s, rec in splits.items() if not sum(sh["rows"] for sh in rec["configs"]["videos"])]
+    splits = {s: rec for s, rec in splits.items() if s not in empty}
+    skipped = {s: list(v) for s, v in (skipped or {}).items() if v}
     card_data = DatasetCardData(
         license=lic.hub_id, pretty_name=pretty_name or f"{lic.name if source in LICENCES else source} (longrvos-data)",
         task_categories=["image-segmentation"], tags=["referring-video-object-segmentation", "video", "longrvos-data"],
         longrvos={"layout": LAYOUT_VERSION, "version": version, "source_format": source_format,
-                  "source_datasets": list(datasets_seen), "link_frames": link_frames, "source_root": source_root})
+                  "source_datasets": list(datasets_seen), "link_frames": link_frames, "source_root": source_root,
+                  "options": dict(options or {}), "splits": records, "skipped": skipped})
     infos = {}
     configs = {}
     for config in CONFIGS:
@@ -744,11 +817,13 @@ def dataset_card(out: Path, splits: Mapping[str, dict], *, link_frames: bool, so
     DatasetInfosDict(infos).to_dataset_card_data(card_data)
     MetadataConfigs(configs).to_dataset_card_data(card_data)
     return str(DatasetCard(f"---\n{card_data}\n---\n" + _card_body(lic, source, source_format, link_frames,
-                                                                      source_root, version, list(splits))))
+                                                                      source_root, version, list(splits), empty,
+                                                                      skipped)))
 
 
 def _card_body(lic: SourceLicence, source: str | None, source_format: str | None, link_frames: bool,
-               source_root: str | None, version: str, splits: list[str]) -> str:
+               source_root: str | None, version: str, splits: list[str], empty: Sequence[str] = (),
+               skipped: Mapping[str, Sequence[Mapping[str, Any]]] | None = None) -> str:
     frames = ("`image_path`: the frame's path relative to `source_root` "
               f"(`{source_root}`; the JPEG files are not in this folder)"
               if link_frames else "`image`: the source's JPEG bytes, never re-encoded")
@@ -756,26 +831,41 @@ def _card_body(lic: SourceLicence, source: str | None, source_format: str | None
         f"# {lic.name if source in LICENCES else (source or 'Video')} for referring video object segmentation",
         "",
         f"Converted by longrvos-data {version} from the `{source_format or 'unknown'}` layout"
-        + (f" ([source]({lic.homepage}))" if lic.homepage else "") + f". Splits: {', '.join(splits)}.",
+        + (f" ([source]({lic.homepage}))" if lic.homepage else "") + f". Splits: {', '.join(splits)}."
+        + (f" Left out, as they have no videos: {', '.join(empty)}." if empty else ""),
         "",
         "## Configs",
         "",
         "- `expressions` (default): one row per expression, the training unit: `video_id`, `exp_id`, "
         "`text`, `track_ids`, `kind` (static, dynamic, hybrid, referring, reasoning, no-target, caption), "
-        "`kind_raw` (the source's value as JSON), `meta` (JSON) and `masks`: the target's union mask per "
-        "frame as COCO RLE `{size: [H, W], counts}`, null where no target is present.",
+        "`kind_raw` (the source's value as JSON), `meta` (JSON), `frame_names` (the video's frames) and "
+        "`masks`: the target's union mask per frame as COCO RLE `{size: [H, W], counts}`, aligned with "
+        "`frame_names`, null where no target is present.",
         f"- `frames`: one row per frame: `video_id`, `frame_index`, `frame_name`, {frames}; "
         "`masks`: `{track_id, rle}` for the tracks present in the frame.",
         "- `videos`: one row per video: `height`, `width`, `fps`, `frame_names`, `tracks` (`track_id`, "
         "`category`, `meta`, `rles`: one RLE or null per frame) and `meta` (JSON).",
         "",
-        "Masks decode with `pycocotools.mask.decode({'size': size, 'counts': counts.encode()})` "
-        "(column-major, 1 = foreground). A whole `masks` list is null in splits without annotations.",
+        "A mask is a COCO RLE (column-major, 1 = foreground); a whole `masks` list is null in splits "
+        "without annotations. To get frame `i`'s target as a numpy array (H x W, uint8 0/1):",
         "",
         "```python",
+        "import numpy as np",
         "from datasets import load_dataset",
         "expressions = load_dataset(PATH_OR_REPO, \"expressions\", split=\"" + (splits[0] if splits else "train")
         + "\")",
+        "row = expressions[0]",
+        "for name, rle in zip(row[\"frame_names\"], row[\"masks\"] or []):",
+        "    if rle is None:                         # no target in this frame: an empty mask",
+        "        continue",
+        "    # with longrvos-data (pip install longrvos-data):",
+        "    from longrvos_data import masks",
+        "    mask = masks.decode(rle)                # numpy bool array, H x W",
+        "    # or with pycocotools alone (column-major RLE, 1 = foreground):",
+        "    from pycocotools import mask as mask_utils",
+        "    same = mask_utils.decode({\"size\": rle[\"size\"], \"counts\": rle[\"counts\"].encode()})",
+        "    assert np.array_equal(mask, same.astype(bool))",
+        "    print(name, mask.shape, int(mask.sum()))",
         "```",
         "",
         "## Licence",
@@ -783,6 +873,17 @@ def _card_body(lic: SourceLicence, source: str | None, source_format: str | None
         lic.text,
         "",
     ]
+    if skipped:
+        lines += ["## Skipped videos", "", "Left out of this conversion (`--on-error skip`):", ""]
+        for split, items in skipped.items():
+            lines += [f"- `{split}`: {_problem_line(p)}" for p in items]
+        lines.append("")
     if lic.citation:
         lines += ["## Citation", "", "```bibtex", lic.citation, "```", ""]
     return "\n".join(lines)
+
+
+def _problem_line(p: Mapping[str, Any]) -> str:
+    where = ": ".join(str(x) for x in (p.get("file"), p.get("video") and f"video {p['video']!r}",
+                                       p.get("field") and f"field {p['field']!r}") if x)
+    return f"{where}: {p.get('message')}" if where else str(p.get("message"))

@@ -54,6 +54,79 @@ def _rle(rle: Mapping, *, height: int, width: int, video: Video, track: str, ind
     return {"size": size, "counts": counts}
 
 
+_JPEG_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}   # start-of-frame markers (C4 DHT, C8, CC DAC)
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_PNG_IEND = b"\x00\x00\x00\x00IEND\xaeB`\x82"
+_HEAD = 4096
+#: The bench (bench/bench_convert_checks.py) measures conversion without the check; nothing else sets this.
+_CHECK_FRAMES = os.environ.get("_LONGRVOS_BENCH_NO_FRAME_CHECK") != "1"
+
+
+def _jpeg_size(fh: Any, head: bytes) -> tuple[int, int] | None:
+    """``(height, width)`` from the JPEG's start-of-frame segment, None when there is none before the scan."""
+    pos, buf, base = 2, head, 0
+    while True:
+        if pos + 9 > base + len(buf):       # the segment header lies past what was read
+            fh.seek(pos)
+            buf, base = fh.read(_HEAD), pos
+            if len(buf) < 4:
+                return None
+        k = pos - base
+        if buf[k] != 0xFF:
+            return None
+        marker = buf[k + 1]
+        if marker == 0xFF:                  # fill byte
+            pos += 1
+            continue
+        if marker in _JPEG_SOF:
+            return int.from_bytes(buf[k + 5:k + 7], "big"), int.from_bytes(buf[k + 7:k + 9], "big")
+        if marker in (0xD9, 0xDA):          # end of image, start of scan: no frame header before
+            return None
+        if marker == 0x01 or 0xD0 <= marker <= 0xD7:
+            pos += 2
+            continue
+        pos += 2 + int.from_bytes(buf[k + 2:k + 4], "big")
+
+
+def check_frame(path: str, *, height: int, width: int, video_id: str, field: str) -> None:
+    """Refuse a frame file that is not a whole JPEG or PNG of the video's size, reading its ends only.
+
+    JPEG: the start (FF D8) and end (FF D9) markers and the start-of-frame header's size;
+    PNG: the signature, the IHDR size and the closing IEND chunk. A full decode is
+    `longrvos validate`'s.
+
+    Raises:
+        DataError: naming the file, the video and the frame.
+    """
+    where = dict(file=path, video=video_id, field=field)
+    try:
+        with open(path, "rb", buffering=0) as fh:
+            head = fh.read(_HEAD)
+            size = os.fstat(fh.fileno()).st_size
+            fh.seek(max(size - len(_PNG_IEND), 0))
+            tail = fh.read(len(_PNG_IEND))
+            if head[:2] == b"\xff\xd8":
+                kind, found = "JPEG", _jpeg_size(fh, head)
+                if found is None:
+                    raise DataError("frame is not a readable JPEG: no frame header (SOF marker) before the image data",
+                                    **where)
+                if tail[-2:] != b"\xff\xd9":
+                    raise DataError("frame is not a complete JPEG: it does not end with the end-of-image marker "
+                                    "FF D9 (truncated?)", **where)
+            elif head[:8] == _PNG_SIGNATURE and head[12:16] == b"IHDR" and len(head) >= 24:
+                kind = "PNG"
+                found = int.from_bytes(head[20:24], "big"), int.from_bytes(head[16:20], "big")
+                if tail != _PNG_IEND:
+                    raise DataError("frame is not a complete PNG: it does not end with an IEND chunk (truncated?)",
+                                    **where)
+            else:
+                raise DataError(f"frame is neither a JPEG nor a PNG (it starts with {head[:8].hex(' ')!r})", **where)
+    except OSError as exc:
+        raise DataError(f"frame image is missing or unreadable ({exc.strerror or exc})", **where) from None
+    if found != (height, width):
+        raise DataError(f"frame is {found[1]}x{found[0]} ({kind} header), the video is {width}x{height}", **where)
+
+
 def _relative(path: Path, root: str, video: Video, index: int) -> str:
     rel = os.path.relpath(os.path.abspath(path), root)
     if rel == ".." or rel.startswith(".." + os.sep) or os.path.isabs(rel):
@@ -74,7 +147,7 @@ def video_rows(video: Video, frames: range | None = None, *, link_frames: bool =
 
     Raises:
         DataError: a mask whose size is not the video's, a mask for an unknown track, a
-            missing frame file, a frame outside ``source_root``.
+            missing frame file, a frame outside ``source_root``, a frame that fails `check_frame`.
 
     Example:
         >>> rows = video_rows(video)
@@ -122,11 +195,14 @@ def video_rows(video: Video, frames: range | None = None, *, link_frames: bool =
         exp_rows.append({"video_id": video.video_id, "exp_id": e.exp_id, "text": e.text,
                          "track_ids": list(e.track_ids), "kind": e.kind,
                          "kind_raw": None if e.kind_raw is None else _json(e.kind_raw),
-                         "meta": _json(dict(e.meta)), "masks": exp_masks})
+                         "meta": _json(dict(e.meta)), "frame_names": [video.frames[i].name for i in frames],
+                         "masks": exp_masks})
 
     files = [str(video.frames[i].path) for i in frames]
     for i, path in zip(frames, files):
-        if not os.path.isfile(path) or not os.access(path, os.R_OK):
+        if _CHECK_FRAMES:
+            check_frame(path, height=h, width=w, video_id=video.video_id, field=f"frames[{i}]")
+        elif not os.path.isfile(path) or not os.access(path, os.R_OK):
             raise DataError("frame image is missing or unreadable", file=path, video=video.video_id,
                             field=f"frames[{i}]")
     columns: dict[str, list] = {
@@ -162,7 +238,8 @@ def join_rows(parts: Sequence[VideoRows]) -> VideoRows:
         lists = list(lists)
         return None if lists[0] is None else [x for seq in lists for x in seq]
 
-    expressions = [dict(row, masks=joined(p.expressions[k]["masks"] for p in parts))
+    expressions = [dict(row, masks=joined(p.expressions[k]["masks"] for p in parts),
+                        frame_names=joined(p.expressions[k]["frame_names"] for p in parts))
                    for k, row in enumerate(first.expressions)]
     video = first.videos[0]
     tracks = [dict(t, rles=joined(p.videos[0]["tracks"][k]["rles"] for p in parts))

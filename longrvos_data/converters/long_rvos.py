@@ -28,17 +28,18 @@ from pathlib import Path
 from typing import Iterable, Mapping
 
 from ..errors import DataError
-from ..fsutil import atomic_write_json, link_or_copy, staged_dir
+from ..fsutil import FrameMode, atomic_write_json, link_or_copy, staged_dir
 from ..loaders.long_rvos import KIND_TO_TYPE, NAME, LongRVOSPaths
 from ..masks import write_binary_png
 from ..schema import Video, check_id
+from ..sidecar import write_complete
 from .base import SIDECAR, Keeper, WriteReport, write_sidecar
 
 log = logging.getLogger("longrvos_data")
 
 
 def write(by_split: Mapping[str, Iterable[Video]], out: str | Path, *, lossy: bool = False,
-          sidecar: bool = False) -> WriteReport:
+          sidecar: bool = False, frames: FrameMode = "hardlink") -> WriteReport:
     """Write every split of ``by_split`` under ``out`` in the Long-RVOS layout.
 
     Args:
@@ -46,6 +47,8 @@ def write(by_split: Mapping[str, Iterable[Video]], out: str | Path, *, lossy: bo
         out: dataset root; ``out/<split>`` is created or replaced.
         lossy: leave out what Long-RVOS cannot hold and list it in the report.
         sidecar: keep what Long-RVOS cannot hold in ``<split>/longrvos_sidecar.json``.
+        frames: ``"hardlink"`` (default; a copy across file systems: editing such an output
+            frame in place changes the source), ``"copy"`` or ``"symlink"``.
 
     Returns:
         The `WriteReport` (videos per split, sidecars, what was dropped).
@@ -63,7 +66,9 @@ def write(by_split: Mapping[str, Iterable[Video]], out: str | Path, *, lossy: bo
     for split, videos in by_split.items():
         check_id(split, file=out, video=None, field="split")
         with staged_dir(out / split) as tmp:
-            kept = _write_split(videos, tmp, split=split, lossy=lossy, sidecar=sidecar, report=report)
+            kept = _write_split(videos, tmp, split=split, lossy=lossy, sidecar=sidecar, report=report, mode=frames)
+            write_complete(tmp, target=NAME, split=split, settings={"lossy": lossy, "sidecar": sidecar, "frames": frames},
+                           videos=report.videos[split])
         if kept:
             report.sidecars.append(out / split / SIDECAR)
         log.info("wrote Long-RVOS split %s to %s", split, out / split)
@@ -71,7 +76,7 @@ def write(by_split: Mapping[str, Iterable[Video]], out: str | Path, *, lossy: bo
 
 
 def _write_split(videos: Iterable[Video], folder: Path, *, split: str, lossy: bool, sidecar: bool,
-                 report: WriteReport) -> bool:
+                 report: WriteReport, mode: FrameMode) -> bool:
     """Write one split into ``folder``; True when a sidecar was written."""
     meta: dict[str, dict] = {}
     kept: dict[str, dict | None] = {}
@@ -89,7 +94,7 @@ def _write_split(videos: Iterable[Video], folder: Path, *, split: str, lossy: bo
             raise DataError("Long-RVOS splits are annotated as a whole, but this video "
                             + ("has masks and earlier ones do not" if has_masks else "has no masks and earlier ones do"),
                             file=video.source_file, video=vid, field="masks")
-        _write_frames(video, folder / LongRVOSPaths.IMAGES / vid)
+        _write_frames(video, folder / LongRVOSPaths.IMAGES / vid, mode)
         if has_masks:
             _write_masks(video, folder / LongRVOSPaths.ANNOTATIONS / vid)
         meta[vid] = entry
@@ -150,14 +155,14 @@ def _video_entry(video: Video, keep: Keeper) -> dict:
     return entry
 
 
-def _write_frames(video: Video, folder: Path) -> None:
-    """Link (or copy) each frame file to ``folder/<name><source extension>``; never re-encode."""
+def _write_frames(video: Video, folder: Path, mode: FrameMode) -> None:
+    """Link, copy or symlink each frame file to ``folder/<name><source extension>``; never re-encode."""
     for f in video.frames:
         ext = Path(f.path).suffix
         if ext.lower() not in (".jpg", ".jpeg"):
             log.warning("video %r frame %r is %s, not JPEG; kept as is (the official loader reads .jpg)",
                         video.video_id, f.name, ext)
-        link_or_copy(f.path, folder / f"{f.name}{ext}")
+        link_or_copy(f.path, folder / f"{f.name}{ext}", mode)
 
 
 def _write_masks(video: Video, folder: Path) -> None:

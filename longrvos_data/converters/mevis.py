@@ -45,10 +45,11 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from ..errors import DataError
-from ..fsutil import atomic_write_json, link_or_copy
+from ..fsutil import FrameMode, atomic_write_json, link_or_copy, output_error
 from ..loaders.mask_dict import MaskDictWriter, rle_lists
 from ..schema import Expression, Video, check_id
-from .base import SIDECAR, Keeper, WriteReport, write_sidecar
+from ..sidecar import unmark_complete, write_complete
+from .base import SIDECAR, Keeper, SplitJob, WriteReport, write_sidecar
 
 log = logging.getLogger("longrvos_data")
 
@@ -56,14 +57,14 @@ FORMAT = "mevis"
 _INT_ID = re.compile(r"^(0|[1-9][0-9]*)$")
 
 
-def write_frames(video: Video, folder: Path) -> None:
-    """Link or copy a video's frames to ``folder/<frame name><source extension>``.
+def write_frames(video: Video, folder: Path, mode: FrameMode = "hardlink") -> None:
+    """Hard-link, copy or symlink (``mode``) a video's frames to ``folder/<frame name><source extension>``.
 
     Example:
         >>> write_frames(video, out / "train" / "JPEGImages" / video.video_id)
     """
     for f in video.frames:
-        link_or_copy(f.path, folder / f"{f.name}{Path(f.path).suffix.lower() or '.jpg'}")
+        link_or_copy(f.path, folder / f"{f.name}{Path(f.path).suffix.lower() or '.jpg'}", mode)
 
 
 def obj_ids(video: Video) -> dict[str, int]:
@@ -240,7 +241,7 @@ def _kept_aside(video: Video, named: set[str], keep: Keeper) -> list[str]:
 
 
 def write(by_split: Mapping[str, Iterable[Video]], out: str | Path, *, lossy: bool = False,
-          sidecar: bool = False, version: str | None = None) -> WriteReport:
+          sidecar: bool = False, version: str | None = None, frames: FrameMode = "hardlink") -> WriteReport:
     """Write every split in the MeViS layout under ``out``.
 
     Args:
@@ -251,6 +252,8 @@ def write(by_split: Mapping[str, Iterable[Video]], out: str | Path, *, lossy: bo
         sidecar: keep what MeViS cannot hold in ``<split>/longrvos_sidecar.json``.
         version: ``"v1"`` writes ``meta_expressions.json``, ``"v2"`` ``meta_expressions_v2.json``;
             None picks v2 when some expression is no-target (v1 has none), else v1.
+        frames: ``"hardlink"`` (default; a copy across file systems: editing such an output
+            frame in place changes the source), ``"copy"`` or ``"symlink"``.
 
     Returns:
         The `WriteReport` (videos per split, sidecars, what was dropped).
@@ -270,9 +273,16 @@ def write(by_split: Mapping[str, Iterable[Video]], out: str | Path, *, lossy: bo
     metas: dict[str, dict] = {}
     kept: dict[str, dict[str, dict | None]] = {}
     no_target = False
+    settings = {"lossy": lossy, "sidecar": sidecar, "version": version, "frames": frames}
+    jobs: dict[str, SplitJob] = {}
     for split, videos in by_split.items():
         check_id(split, file=None, video=None, field="split")
         folder = out / split
+        jobs[split] = SplitJob(out, FORMAT, split, settings)   # no markers: records that the split is started
+        jobs[split].start()
+        unmark_complete(folder)
+        for stale in folder.glob(".*.tmp"):   # a killed run's half-written mask_dict.json
+            stale.unlink()
         entries: dict[str, dict] = {}
         kept[split] = {}
         writer: MaskDictWriter | None = None
@@ -299,17 +309,23 @@ def write(by_split: Mapping[str, Iterable[Video]], out: str | Path, *, lossy: bo
                     writer = writer or MaskDictWriter(folder / "mask_dict.json")
                     rles = rle_lists(video, tracks + aside)
                     for tid in tracks:
-                        writer.add(str(ids[tid]), rles[tid])
+                        try:
+                            writer.add(str(ids[tid]), rles[tid])
+                        except OSError as exc:
+                            raise output_error(writer.path, exc) from None
                     for tid in aside:
                         for i, rle in enumerate(rles[tid]):
                             if rle is not None:
                                 keep.mask(tid, i, rle, "the track is named by no expression")
-                write_frames(video, folder / "JPEGImages" / vid)
+                write_frames(video, folder / "JPEGImages" / vid, frames)
                 entries[vid] = entry
                 kept[split][vid] = keep.entry()
                 report.dropped.extend(keep.dropped())
             if writer is not None:
-                writer.close()
+                try:
+                    writer.close()
+                except OSError as exc:
+                    raise output_error(writer.path, exc) from None
         except BaseException:
             if writer is not None:
                 writer.abort()
@@ -321,6 +337,8 @@ def write(by_split: Mapping[str, Iterable[Video]], out: str | Path, *, lossy: bo
         atomic_write_json(out / split / name, {"videos": entries})
         if write_sidecar(out / split, target=FORMAT, split=split, entries=lambda: kept[split].items()) is not None:
             report.sidecars.append(out / split / SIDECAR)
+        write_complete(out / split, target=FORMAT, split=split, settings=settings, videos=len(entries))
+        jobs[split].finish()
     return report
 
 

@@ -23,7 +23,9 @@ Choices, documented here because the official layout is silent about them:
   expression names (so that they survive); an unknown category is ``null``. An object's ``frames`` lists the frames where it is present (videos with masks only).
 - Every frame of a video with masks gets a PNG, all-zero where no object is present.
 - Each split's expression file lists its own videos only (the official valid file also lists
-  the test videos; the loader gives the same splits either way).
+  the test videos; the loader gives the same splits either way). A valid split written
+  without test gets a test file listing no video: the official loaders, and this package's,
+  need it to tell valid from test.
 - An expression without target in a video without masks (a hidden target, as in the official
   valid split) is written without ``obj_id``.
 - An expression kind other than ``referring`` is kept in an extra ``"kind"`` key, which the
@@ -186,6 +188,9 @@ class _Writer:
             atomic_write_json(self.out / P.META_DIR / split / P.META_FILE, {"videos": videos})
             if self.needs_objects[split]:
                 atomic_write_json(self.out / split / P.OBJECTS, {"videos": self.objects[split]})
+        test_file = self.out / P.META_DIR / P.TEST / P.META_FILE
+        if any(s in P.VALID_NAMES for s in self.expressions) and not test_file.exists():
+            atomic_write_json(test_file, {"videos": {}})    # the loaders need it beside valid (no test videos)
 
     def rollback(self) -> None:
         for path in reversed(self.created):

@@ -32,31 +32,32 @@ from typing import Any, Mapping
 
 from .. import masks as _masks
 from ..errors import DataError, OnError
-from ..fsutil import atomic_write_json
+from ..fsutil import FrameMode, atomic_write_json
 from ..loaders.sola import SOLAPaths as P
 from ..schema import Video
 from .base import Keeper, SplitJob, WriteReport, cleaned_on_error, jsonable, write_streaming
-from .ytvis import checked_rle, copy_frames
+from .ytvis import frame_options, checked_rle, copy_frames
 
 NAME = "sola"
 PROMPT_TYPE = "GT MASK"
 
 
-def _write_video(video: Video, *, out: str, split: str, lossy: bool, sidecar: bool) -> dict:
+def _write_video(video: Video, *, out: str, split: str, lossy: bool, sidecar: bool,
+                 frames: FrameMode = "hardlink") -> dict:
     """Write one video's frames and masklet files; return its marker."""
     folder = Path(out) / split
     with cleaned_on_error(folder / P.IMAGES / video.video_id, folder / P.MASKLETS / video.video_id):
-        return _video_part(video, folder, split=split, lossy=lossy, sidecar=sidecar)
+        return _video_part(video, folder, split=split, lossy=lossy, sidecar=sidecar, mode=frames)
 
 
-def _video_part(video: Video, folder: Path, *, split: str, lossy: bool, sidecar: bool) -> dict:
+def _video_part(video: Video, folder: Path, *, split: str, lossy: bool, sidecar: bool, mode: FrameMode) -> dict:
     keep = Keeper(video, split=split, target=NAME, lossy=lossy, sidecar=sidecar)
     vid = video.video_id
     if sorted(video.frame_names) != video.frame_names:
         raise DataError("frame names do not sort in frame order; SOLA orders frames by name (rename them, "
                         "e.g. zero-padded)", file=video.source_file, video=vid, field="frames")
     (folder / P.MASKLETS).mkdir(parents=True, exist_ok=True)
-    copy_frames(video, folder / P.IMAGES / vid)
+    copy_frames(video, folder / P.IMAGES / vid, mode=mode)
     for pos, e in enumerate(video.expressions):
         keep.expression(pos, e, "SOLA tracks hold no expressions")
     if video.fps is not None:
@@ -98,13 +99,14 @@ def _video_part(video: Video, folder: Path, *, split: str, lossy: bool, sidecar:
 
 
 def _finish_split(out: Path, split: str, job: SplitJob, order: list[str], *, lossy: bool, sidecar: bool,
-                  report: WriteReport) -> None:
+                  report: WriteReport, frames: FrameMode = "hardlink") -> None:
     """SOLA has no split-level file; the sidecar is written by `write_streaming`."""
     (Path(out) / split / P.MASKLETS).mkdir(parents=True, exist_ok=True)
 
 
 def write(by_split: Mapping[str, Any], out: str | Path, *, lossy: bool = False, sidecar: bool = True,
-          workers: int = 1, progress: bool = False, on_error: OnError = "raise") -> WriteReport:
+          workers: int = 1, progress: bool = False, on_error: OnError = "raise",
+          frames: FrameMode = "hardlink") -> WriteReport:
     """Write videos as SOLA ground-truth masklets under ``out`` (layout in the module docstring).
 
     Args:
@@ -116,6 +118,9 @@ def write(by_split: Mapping[str, Any], out: str | Path, *, lossy: bool = False, 
         workers: processes per split (SplitReader sources).
         progress: show a progress bar.
         on_error: ``"skip"`` leaves bad videos out (listed in ``report.problems``).
+        frames: how frame files get into the output: ``"hardlink"`` (default; a copy across
+            file systems: editing such an output frame in place changes the source),
+            ``"copy"`` or ``"symlink"``.
 
     Returns:
         The `WriteReport`.
@@ -128,7 +133,8 @@ def write(by_split: Mapping[str, Any], out: str | Path, *, lossy: bool = False, 
         >>> report = write(ds.splits, "out/sola_gt/mevis")
     """
     return write_streaming(by_split, out, target=NAME, write_video=_write_video, finish_split=_finish_split,
-                           lossy=lossy, sidecar=sidecar, workers=workers, progress=progress, on_error=on_error)
+                           lossy=lossy, sidecar=sidecar, workers=workers, progress=progress, on_error=on_error,
+                           options=frame_options(frames))
 
 
 __all__ = ["NAME", "PROMPT_TYPE", "write"]

@@ -39,7 +39,7 @@ from typing import Any, Iterator, Mapping
 
 from .. import masks as _masks
 from ..errors import DataError, OnError
-from ..fsutil import link_or_copy
+from ..fsutil import FrameMode, link_or_copy
 from ..loaders.ytvis import YTVISPaths as P
 from ..schema import Video
 from .base import (Dropped, Keeper, SplitJob, WriteReport, cleaned_on_error, json_array_chunks, jsonable,
@@ -62,14 +62,12 @@ def frame_files(video: Video) -> list[str]:
     return out
 
 
-def copy_frames(video: Video, folder: Path, names: list[str] | None = None) -> list[str]:
-    """Link or copy the video's frames into ``folder`` as ``names`` (default `frame_files`);
-    returns the file names."""
+def copy_frames(video: Video, folder: Path, names: list[str] | None = None, mode: FrameMode = "hardlink") -> list[str]:
+    """Put the video's frames into ``folder`` as ``names`` (default `frame_files`), hard-linked,
+    copied or symlinked (``mode``, `fsutil.link_or_copy`); returns the file names."""
     names = frame_files(video) if names is None else names
     for f, name in zip(video.frames, names):
-        dst = folder / name
-        if not dst.exists() or Path(f.path).resolve() != dst.resolve():
-            link_or_copy(f.path, dst)
+        link_or_copy(f.path, folder / name, mode)
     return names
 
 
@@ -88,17 +86,18 @@ def checked_rle(video: Video, rle: Any, *, frame: int, track_id: str) -> dict:
     return {"size": [video.height, video.width], "counts": counts}
 
 
-def _write_video(video: Video, *, out: str, split: str, lossy: bool, sidecar: bool) -> dict:
+def _write_video(video: Video, *, out: str, split: str, lossy: bool, sidecar: bool,
+                 frames: FrameMode = "hardlink") -> dict:
     """Write one video's frames; return its marker with its video entry and annotations."""
-    frames = Path(out) / split / P.IMAGES / video.video_id
-    with cleaned_on_error(frames):
-        return _video_part(video, frames, split=split, lossy=lossy, sidecar=sidecar)
+    folder = Path(out) / split / P.IMAGES / video.video_id
+    with cleaned_on_error(folder):
+        return _video_part(video, folder, split=split, lossy=lossy, sidecar=sidecar, mode=frames)
 
 
-def _video_part(video: Video, frames: Path, *, split: str, lossy: bool, sidecar: bool) -> dict:
+def _video_part(video: Video, frames: Path, *, split: str, lossy: bool, sidecar: bool, mode: FrameMode) -> dict:
     keep = Keeper(video, split=split, target=NAME, lossy=lossy, sidecar=sidecar)
     vid = video.video_id
-    names = copy_frames(video, frames)
+    names = copy_frames(video, frames, mode=mode)
     for pos, e in enumerate(video.expressions):
         keep.expression(pos, e, "YouTube-VIS has no expressions")
     entry: dict[str, Any] = {"width": video.width, "height": video.height, "length": video.num_frames,
@@ -146,7 +145,7 @@ def _video_part(video: Video, frames: Path, *, split: str, lossy: bool, sidecar:
 
 
 def _finish_split(out: Path, split: str, job: SplitJob, order: list[str], *, lossy: bool, sidecar: bool,
-                  report: WriteReport) -> None:
+                  report: WriteReport, frames: FrameMode = "hardlink") -> None:
     """Assemble ``<split>/instances.json`` from the markers, streaming."""
     categories: dict[str, int] = {}
     annotated = False
@@ -191,7 +190,8 @@ def _finish_split(out: Path, split: str, job: SplitJob, order: list[str], *, los
 
 
 def write(by_split: Mapping[str, Any], out: str | Path, *, lossy: bool = False, sidecar: bool = True,
-          workers: int = 1, progress: bool = False, on_error: OnError = "raise") -> WriteReport:
+          workers: int = 1, progress: bool = False, on_error: OnError = "raise",
+          frames: FrameMode = "hardlink") -> WriteReport:
     """Write videos as YouTube-VIS JSON under ``out`` (layout in the module docstring).
 
     Args:
@@ -203,6 +203,9 @@ def write(by_split: Mapping[str, Any], out: str | Path, *, lossy: bool = False, 
         workers: processes per split (SplitReader sources).
         progress: show a progress bar.
         on_error: ``"skip"`` leaves bad videos out (listed in ``report.problems``).
+        frames: how frame files get into the output: ``"hardlink"`` (default; a copy across
+            file systems: editing such an output frame in place changes the source),
+            ``"copy"`` or ``"symlink"``.
 
     Returns:
         The `WriteReport`.
@@ -215,7 +218,13 @@ def write(by_split: Mapping[str, Any], out: str | Path, *, lossy: bool = False, 
         >>> report = write(ds.splits, "out/mevis_ytvis", workers=2)
     """
     return write_streaming(by_split, out, target=NAME, write_video=_write_video, finish_split=_finish_split,
-                           lossy=lossy, sidecar=sidecar, workers=workers, progress=progress, on_error=on_error)
+                           lossy=lossy, sidecar=sidecar, workers=workers, progress=progress, on_error=on_error,
+                           options=frame_options(frames))
 
 
-__all__ = ["NAME", "checked_rle", "copy_frames", "frame_files", "write"]
+def frame_options(frames: FrameMode) -> dict:
+    """``{"frames": mode}`` unless the default (so that resume settings of earlier runs still match)."""
+    return {} if frames == "hardlink" else {"frames": frames}
+
+
+__all__ = ["NAME", "checked_rle", "copy_frames", "frame_files", "frame_options", "write"]

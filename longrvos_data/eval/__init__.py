@@ -1,5 +1,10 @@
 """Evaluation with each dataset's official protocol (Long-RVOS, MeViS, ReVOS, LVOS).
 
+Missing predictions cost by default (``missing="strict"``); ``missing="official"`` handles
+them as each official script does, for parity with the official numbers. Every report
+carries both (``overall``, ``overall_official``) and lists its deliberate differences from
+the official script (``differences``).
+
 Example:
     >>> from longrvos_data.eval import evaluate
     >>> report = evaluate("data/mevis", "out/preds", protocol="mevis", split="valid_u", workers=4)

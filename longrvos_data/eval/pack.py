@@ -3,20 +3,22 @@
 Layouts (what each evaluation server unpacks):
 
 - ``mevis`` (MeViS ``valid``, CodaLab): ``<video_id>/<exp_id>/<frame>.png`` at the zip root;
+- ``long_rvos``: the same layout, the one the official ``run_eval.sh`` reads (Long-RVOS
+  publishes its annotations: score a split locally with `evaluate` / ``longrvos eval``);
 - ``ref_youtube_vos`` (Ref-YouTube-VOS ``valid``): ``Annotations/<video_id>/<exp_id>/<frame>.png``;
 - ``lvos`` (LVOS ``test``, CodaLab): ``<video_id>/<frame>.png`` indexed PNGs at the root.
 
 Every expression (LVOS: video) and every listed frame of the split must have a PNG of the
 video's size; otherwise `pack` raises `IncompleteSubmission` listing every gap and writes
 nothing (``allow_gaps=True`` writes what there is). PNG files go into the zip byte for
-byte; RLE JSON predictions are rendered as 0/255 PNGs.
+byte; RLE JSON predictions are rendered as 0/255 PNGs. Entries get the usual mode
+(``-rw-r--r--``), the zip itself the umask's, as any file the package writes.
 """
 from __future__ import annotations
 
 import logging
-import os
 import sys
-import tempfile
+import time
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,13 +28,15 @@ import numpy as np
 
 from .. import masks as _masks
 from ..errors import LongRVOSError
+from ..fsutil import atomic_open
 from ..schema import Video
 from . import predictions as P
 
 log = logging.getLogger("longrvos_data")
 
-LAYOUTS = ("mevis", "ref_youtube_vos", "lvos")
-_DEFAULT_LAYOUT = {"mevis": "mevis", "ref_youtube_vos": "ref_youtube_vos", "lvos": "lvos"}
+LAYOUTS = ("mevis", "long_rvos", "ref_youtube_vos", "lvos")
+_DEFAULT_LAYOUT = {"mevis": "mevis", "long_rvos": "long_rvos", "ref_youtube_vos": "ref_youtube_vos", "lvos": "lvos"}
+_ENTRY_MODE = 0o100644 << 16   # a regular file, rw-r--r-- (zipfile's writestr default is 0600)
 MAX_FRAMES_SHOWN = 5
 
 
@@ -49,13 +53,15 @@ class IncompleteSubmission(LongRVOSError):
 
 @dataclass
 class PackResult:
-    """What `pack` wrote: the zip, its layout, how many PNGs, and the gaps it tolerated."""
+    """What `pack` wrote: the zip, its layout, how many PNGs, the gaps it tolerated, and
+    whether the split has ground truth (then `evaluate` scores it locally)."""
 
     out: Path | None
     layout: str
     files: int
     gaps: list[str] = field(default_factory=list)
     extras: int = 0
+    has_masks: bool = False
 
 
 def _frames_text(names: list[str]) -> str:
@@ -150,7 +156,7 @@ def pack(pred: str | Path, *, gt: Any, out: str | Path, split: str | None = None
             and frames, or an iterable of `Video`s.
         out: the zip to write (atomically).
         split: the split to check against (default: its only split, else ``valid``).
-        layout: ``mevis``, ``ref_youtube_vos`` or ``lvos``; default from the dataset's format.
+        layout: ``mevis``, ``long_rvos``, ``ref_youtube_vos`` or ``lvos``; default from the dataset's format.
         allow_gaps: write the zip even when something is missing (gaps are returned).
 
     Raises:
@@ -180,9 +186,6 @@ def pack(pred: str | Path, *, gt: Any, out: str | Path, split: str | None = None
         wanted = set(ids)
         json_entries = {k: v for k, v in P.RleJson(pred).iter_videos() if k in wanted}
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    os.close(fd)
     count = 0
     show = sys.stderr.isatty() if progress is None else progress
     bar = None
@@ -195,7 +198,7 @@ def pack(pred: str | Path, *, gt: Any, out: str | Path, split: str | None = None
             planned = {vid: list(_png_entries(pred, provider.get(vid), layout, gaps)) for vid in ids}
             if gaps and not allow_gaps:
                 raise IncompleteSubmission(gaps)
-        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as zf:
+        with atomic_open(out, "wb") as fh, zipfile.ZipFile(fh, "w", compression=zipfile.ZIP_STORED) as zf:
             for vid in ids:
                 if planned is not None:
                     entries = planned[vid]
@@ -203,23 +206,26 @@ def pack(pred: str | Path, *, gt: Any, out: str | Path, split: str | None = None
                     entries = _rle_entries(json_entries.get(vid), provider.get(vid), layout, gaps)
                 for arc, src in entries:
                     if isinstance(src, Path):
-                        zf.write(src, arc)
+                        info = zipfile.ZipInfo.from_file(src, arc)
+                        data = src.read_bytes()
                     else:
-                        zf.writestr(arc, src)
+                        info = zipfile.ZipInfo(arc, time.localtime()[:6])
+                        data = src
+                    info.external_attr = _ENTRY_MODE
+                    zf.writestr(info, data, compress_type=zipfile.ZIP_STORED)
                     count += 1
                 if bar is not None:
                     bar.update(1)
-        if gaps and not allow_gaps:
-            raise IncompleteSubmission(gaps)
-        os.replace(tmp, out)
+            if gaps and not allow_gaps:
+                raise IncompleteSubmission(gaps)
     finally:
         if bar is not None:
             bar.close()
-        Path(tmp).unlink(missing_ok=True)
     extras = 0
     if json_entries is None:
         listed = set(ids)
         extras = sum(1 for p in pred.iterdir() if p.is_dir() and p.name not in listed)
         if extras:
             log.warning("%d prediction folder(s) are not videos of the split and were left out", extras)
-    return PackResult(out, layout, count, gaps, extras)
+    has_masks = bool(ids) and provider.get(ids[0]).has_masks
+    return PackResult(out, layout, count, gaps, extras, has_masks)

@@ -11,9 +11,11 @@ Layouts read:
 - LVOS: ``<pred>/<video_id>/<frame>.png`` indexed PNGs read with Pillow (pixel = object
   id), as lvos-evaluation does.
 
-A reader never raises on a bad prediction: it returns the frame as missing, wrong-sized
-or unreadable (a `Defect`) and records an `Issue`; the protocol's policy then decides
-what the defect costs (see ``protocols.py``).
+A reader never raises on a bad prediction (a zero-byte file, a file that is no image, an
+RLE that does not decode): it returns the frame as missing, wrong-sized or unreadable (a
+defect, with a short ``detail``); the runner records it as an `Issue`, one per frame, and
+the policy decides what it costs (see ``protocols.py``). Readers record only the oddities
+read the official way (`CONVERTED`, `EXTRA`).
 """
 from __future__ import annotations
 
@@ -43,6 +45,7 @@ DEFECTS = (MISSING_VIDEO, MISSING_EXPRESSION, MISSING_FRAME, WRONG_SIZE, UNREADA
 # Oddities that are read the official way and only reported.
 CONVERTED = "converted"        # RGB / grey+alpha / 16-bit PNG read as cv2 does
 EXTRA = "extra"                # files, folders or keys the ground truth does not list
+MODEL_GT = "model_ground_truth"  # an annotation project scores masks a model made, not a person
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _COLOUR_TYPES = {0: "grey", 2: "RGB", 3: "palette", 4: "grey+alpha", 6: "RGBA"}
@@ -51,10 +54,12 @@ MAX_LISTED = 10  # frame names listed per issue; the count is always exact
 
 @dataclass
 class Issue:
-    """One problem with the predictions, aggregated per (video, expression, problem).
+    """One problem with the predictions, aggregated per (video, expression, problem, message).
 
-    ``policy`` is filled in by the runner: what the problem cost (``zero``, ``drop``,
-    ``empty``, or ``none`` for oddities that were only reported).
+    ``count`` is the number of prediction frames affected (for a missing video or
+    expression, all of its frames); ``frames`` lists the first `MAX_LISTED` by name.
+    ``policy`` is filled in by the runner: what the problem cost under the policy in force
+    (``zero``, ``drop``, ``empty``, or ``none`` for oddities that were only reported).
     """
 
     video_id: str
@@ -83,13 +88,17 @@ class IssueLog:
         self.video_id = video_id
         self._issues: dict[tuple, Issue] = {}
 
-    def add(self, exp_id: str | None, problem: str, message: str, frame: str | None = None) -> Issue:
+    def add(self, exp_id: str | None, problem: str, message: str, frame: str | None = None, *,
+            frames: int | None = None) -> Issue:
+        """Record one frame (``frame``), ``frames`` unnamed frames, or else a problem counted once."""
         key = (exp_id, problem, message)
         issue = self._issues.get(key)
         if issue is None:
             issue = self._issues[key] = Issue(self.video_id, exp_id, problem, message)
         if frame is not None:
             issue.add_frame(frame)
+        elif frames is not None:
+            issue.count += frames
         else:
             issue.count = max(issue.count, 1)
         return issue
@@ -108,10 +117,14 @@ def png_header(data: bytes) -> tuple[int, int, int, int] | None:
 
 @dataclass
 class FrameRead:
-    """A prediction frame: ``mask`` (H, W) uint8/bool (non-zero = foreground) or None with a defect."""
+    """A prediction frame: ``mask`` (H, W) uint8/bool (non-zero = foreground) or None with a defect.
+
+    ``detail`` says what is wrong (``"empty file (0 bytes)"``, ``"40x30, the video is 64x48"``).
+    """
 
     mask: np.ndarray | None
     defect: str | None = None
+    detail: str | None = None
 
 
 class VideoPredictions:
@@ -123,10 +136,6 @@ class VideoPredictions:
         raise NotImplementedError
 
     def read(self, unit_id: str, index: int, name: str) -> FrameRead:
-        raise NotImplementedError
-
-    def exists(self, unit_id: str, index: int, name: str) -> bool:
-        """Whether a prediction for the frame exists, without decoding it."""
         raise NotImplementedError
 
     def report_extras(self, log: IssueLog) -> None:
@@ -155,9 +164,6 @@ class _Absent(VideoPredictions):
     def read(self, unit_id: str, index: int, name: str) -> FrameRead:
         return FrameRead(None)   # the runner records the missing video once
 
-    def exists(self, unit_id: str, index: int, name: str) -> bool:
-        return False
-
 
 def _list_dir(path: Path) -> tuple[set[str], set[str]] | None:
     """``(files, folders)`` names in ``path`` (hidden ignored), None if it is no folder."""
@@ -177,8 +183,17 @@ def decode_grey(data: bytes, header: tuple[int, int, int, int] | None, *, unit: 
                 log: IssueLog) -> np.ndarray | None:
     """Decode PNG bytes as the official referring scripts do (cv2 grayscale), reporting oddities.
 
-    ``header`` is `png_header` of ``data`` (None: not a PNG, decoded by content).
+    ``header`` is `png_header` of ``data`` (None: not a PNG, decoded by content). Returns
+    None, and records nothing, when the bytes do not decode (empty, truncated, no image).
     """
+    if not data:
+        return None
+    try:
+        arr = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_GRAYSCALE)
+    except cv2.error:
+        return None
+    if arr is None or arr.ndim != 2:
+        return None
     if header is None:
         log.add(unit, CONVERTED, "not a PNG file; decoded by content with OpenCV", name)
     else:
@@ -189,9 +204,6 @@ def decode_grey(data: bytes, header: tuple[int, int, int, int] | None, *, unit: 
         if depth == 16:
             log.add(unit, CONVERTED, "16-bit PNG scaled to 8 bits by cv2.IMREAD_GRAYSCALE (values below 256 "
                                      "become 0, as in the official script)", name)
-    arr = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_GRAYSCALE)
-    if arr is None or arr.ndim != 2:
-        return None
     return arr
 
 
@@ -220,10 +232,6 @@ class _PngVideo(VideoPredictions):
     def has_unit(self, unit_id: str) -> bool:
         return unit_id in self._unit_dirs
 
-    def exists(self, unit_id: str, index: int, name: str) -> bool:
-        files = self._files(unit_id)
-        return files is not None and f"{name}.png" in files
-
     def read(self, unit_id: str, index: int, name: str) -> FrameRead:
         files = self._files(unit_id)
         if files is None:
@@ -234,16 +242,18 @@ class _PngVideo(VideoPredictions):
         try:
             with open(f"{self._prefix}{unit_id}{os.sep}{fname}", "rb") as fh:
                 data = fh.read()
-        except OSError:
-            return FrameRead(None, UNREADABLE)
+        except OSError as exc:
+            return FrameRead(None, UNREADABLE, f"cannot be read ({exc.strerror or type(exc).__name__})")
+        if not data:
+            return FrameRead(None, UNREADABLE, "empty file (0 bytes)")
         header = png_header(data)
         if header is not None and (header[1], header[0]) != (self.video.height, self.video.width):
-            return FrameRead(None, WRONG_SIZE)
+            return FrameRead(None, WRONG_SIZE, _size_text(header[0], header[1], self.video))
         arr = decode_grey(data, header, unit=unit_id, name=name, log=self.log)
         if arr is None:
-            return FrameRead(None, UNREADABLE)
+            return FrameRead(None, UNREADABLE, "corrupt PNG" if header is not None else "not an image")
         if arr.shape != (self.video.height, self.video.width):
-            return FrameRead(None, WRONG_SIZE)
+            return FrameRead(None, WRONG_SIZE, _size_text(arr.shape[1], arr.shape[0], self.video))
         return FrameRead(arr)
 
     def report_extras(self, log: IssueLog) -> None:
@@ -257,6 +267,10 @@ class _PngVideo(VideoPredictions):
             files = self._files(unit) or set()
             for f in sorted(files - names):
                 log.add(unit, EXTRA, "file the ground truth has no frame for; ignored", f)
+
+
+def _size_text(width: int, height: int, video: Video) -> str:
+    return f"{width}x{height}, the video is {video.width}x{video.height}"
 
 
 class PngFolder(PredictionSource):
@@ -298,47 +312,43 @@ class _RleVideo(VideoPredictions):
         self._checked: set[str] = set()
 
     def has_unit(self, unit_id: str) -> bool:
-        return isinstance(self.entry.get(unit_id), list)
+        return unit_id in self.entry
 
-    def exists(self, unit_id: str, index: int, name: str) -> bool:
-        seq = self.entry.get(unit_id)
-        return isinstance(seq, list) and index < len(seq)
-
-    def _seq(self, unit_id: str) -> list | None:
+    def _seq(self, unit_id: str) -> Any:
         seq = self.entry.get(unit_id)
         if unit_id not in self._checked:
             self._checked.add(unit_id)
-            if seq is not None and not isinstance(seq, list):
-                self.log.add(unit_id, UNREADABLE, f"expected a list of RLEs, got {type(seq).__name__}")
-            elif isinstance(seq, list) and len(seq) != self.video.num_frames:
-                self.log.add(unit_id, EXTRA if len(seq) > self.video.num_frames else MISSING_FRAME,
-                             f"list has {len(seq)} entries for {self.video.num_frames} frames"
-                             + ("; the extra entries are ignored" if len(seq) > self.video.num_frames else ""))
-        return seq if isinstance(seq, list) else None
+            if isinstance(seq, list) and len(seq) > self.video.num_frames:
+                self.log.add(unit_id, EXTRA, f"list has {len(seq)} entries for {self.video.num_frames} frames; "
+                                             "the extra entries are ignored")
+        return seq
 
     def read(self, unit_id: str, index: int, name: str) -> FrameRead:
         if unit_id not in self.entry:
             return FrameRead(None, MISSING_EXPRESSION)
         seq = self._seq(unit_id)
-        if seq is None:
-            return FrameRead(None, UNREADABLE)
+        if not isinstance(seq, list):
+            return FrameRead(None, UNREADABLE, f"expected a list of RLEs, got {type(seq).__name__}")
         if index >= len(seq):
-            return FrameRead(None, MISSING_FRAME)
+            return FrameRead(None, MISSING_FRAME, f"the list has {len(seq)} entries for {self.video.num_frames} "
+                                                  "frames")
         rle = seq[index]
         if rle is None:
             return FrameRead(None)
         if not _masks.is_rle(rle):
-            return FrameRead(None, UNREADABLE)
-        if [int(v) for v in rle["size"]] != [self.video.height, self.video.width]:
-            return FrameRead(None, WRONG_SIZE)
+            return FrameRead(None, UNREADABLE, "not an RLE ({'size': [H, W], 'counts': ...}) or null")
+        size = [int(v) for v in rle["size"]]
+        if size != [self.video.height, self.video.width]:
+            return FrameRead(None, WRONG_SIZE, f"RLE size {size}, the video is [{self.video.height}, "
+                                               f"{self.video.width}]")
         try:
             mask = _masks.decode(rle)
             # counts that stop short of H*W leave the rest of pycocotools' buffer undefined:
             # the decoded area must equal the area the counts claim
             if int(_masks.area([rle])[0]) != int(np.count_nonzero(mask)):
-                return FrameRead(None, UNREADABLE)
+                return FrameRead(None, UNREADABLE, "RLE counts do not cover the frame")
         except Exception:  # pycocotools raises bare errors on bad counts  # noqa: BLE001
-            return FrameRead(None, UNREADABLE)
+            return FrameRead(None, UNREADABLE, "RLE counts do not decode")
         return FrameRead(mask)
 
     def report_extras(self, log: IssueLog) -> None:
@@ -400,9 +410,6 @@ class _LvosVideo(VideoPredictions):
     def has_unit(self, unit_id: str) -> bool:
         return True
 
-    def exists(self, unit_id: str, index: int, name: str) -> bool:
-        return f"{name}.png" in self.files
-
     def frame_ids(self, index: int, name: str) -> FrameRead:
         """The frame's id map ``(H, W)`` (uint8 or uint16), decoded once per frame."""
         if self._cache is not None and self._cache[0] == index:
@@ -417,20 +424,24 @@ class _LvosVideo(VideoPredictions):
             return FrameRead(None, MISSING_FRAME)
         try:
             data = (self.folder / fname).read_bytes()
+        except OSError as exc:
+            return FrameRead(None, UNREADABLE, f"cannot be read ({exc.strerror or type(exc).__name__})")
+        if not data:
+            return FrameRead(None, UNREADABLE, "empty file (0 bytes)")
+        try:
             with Image.open(io.BytesIO(data)) as im:
                 im.load()
                 mode = im.mode
                 arr = np.asarray(im)
         except (OSError, SyntaxError, ValueError):
-            return FrameRead(None, UNREADABLE)
+            return FrameRead(None, UNREADABLE, "corrupt PNG" if png_header(data) else "not an image")
         if arr.ndim != 2:
-            self.log.add(None, UNREADABLE, f"{mode} PNG has no object ids (an indexed PNG is required; "
-                                           "the official toolkit fails on it)", name)
-            return FrameRead(None, UNREADABLE)
+            return FrameRead(None, UNREADABLE, f"{mode} PNG has no object ids (an indexed PNG is required; "
+                                               "the official toolkit fails on it)")
         if mode not in ("P", "L"):
             self.log.add(None, CONVERTED, f"{mode} PNG read as object ids", name)
         if arr.shape != (self.video.height, self.video.width):
-            return FrameRead(None, WRONG_SIZE)
+            return FrameRead(None, WRONG_SIZE, _size_text(arr.shape[1], arr.shape[0], self.video))
         return FrameRead(arr)
 
     def read(self, unit_id: str, index: int, name: str) -> FrameRead:

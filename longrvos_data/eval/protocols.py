@@ -15,12 +15,14 @@ lvos       object, frames range(start, end, 5)  seen and unseen means over objec
            minus the first and the last: J, F, V  mean of the two; J&F = (Js + Fs + Ju + Fu) / 4
 ========== ==================================== ============================================
 
-Defect policies (``--missing``): ``zero`` scores the expression 0 on every measure,
-``empty`` scores defective frames as empty masks, ``drop`` leaves the expression out of
-every mean. ``official`` (the default) is what each official script does:
+Defect policies (``--missing``). ``strict`` (the default) scores what was submitted: a
+missing, unreadable or wrong-sized prediction frame is an empty mask, a missing expression
+or video scores 0 on every measure. ``official`` is what each official script does (use it
+for parity with the official numbers); the report carries both figures (``overall`` and
+``overall_official``), computed in one pass:
 
 ============================ ========== ========== ========== ====================================
-defect                       long_rvos  mevis      revos      lvos
+official                     long_rvos  mevis      revos      lvos
 ============================ ========== ========== ========== ====================================
 missing video                zero       zero       zero       empty (official: the run stops)
 missing expression folder    drop (*)   drop (*)   zero       -
@@ -31,6 +33,9 @@ wrong size / unreadable      drop (*)   drop (*)   zero       empty (official: a
 
 (*) the official worker process dies on the exception and the expression silently
 disappears from the mean; here it is dropped too, but always listed in ``warnings``.
+``zero`` scores the expression 0 on every measure, ``empty`` scores the defective frames
+as empty masks, ``drop`` leaves the expression out of every mean. ReVOS's official
+``zero`` is already strict: there both policies agree.
 """
 from __future__ import annotations
 
@@ -46,7 +51,11 @@ from . import predictions as P
 from .metrics import lvos_variance, temporal_ious
 
 PROTOCOLS = ("long_rvos", "mevis", "revos", "lvos")
-POLICIES = ("official", "zero", "empty", "drop")
+POLICIES = ("strict", "official")
+
+# What a defect costs under ``strict`` (ReVOS: its official table, which is as strict).
+STRICT = {P.MISSING_VIDEO: "zero", P.MISSING_EXPRESSION: "zero", P.MISSING_FRAME: "empty", P.WRONG_SIZE: "empty",
+          P.UNREADABLE: "empty"}
 
 OK, EMPTY, ZERO, DROPPED = "ok", "empty", "zero", "dropped"
 
@@ -98,6 +107,9 @@ class Protocol:
     temporal: bool = False
     accuracy: bool = False
     official: Mapping[str, str] = {}
+    strict: Mapping[str, str] = STRICT
+    official_gaps: str = ""   # where ``official`` cannot be what the script does (it crashes or stops)
+    shared_frames: bool = False  # one prediction file per frame serves every unit (LVOS)
 
     def __init__(self, **options: Any) -> None:
         self.options = options
@@ -109,9 +121,11 @@ class Protocol:
 
     # -- what a defect costs ----------------------------------------------------------
     def action(self, defect: str, *, first_frame: bool, policy: str) -> str:
-        """``zero`` / ``empty`` / ``drop`` for one defect under ``policy``."""
+        """``zero`` / ``empty`` / ``drop`` for one defect under ``policy`` (`POLICIES`)."""
+        if policy == "strict":
+            return self.strict[defect]
         if policy != "official":
-            return policy
+            raise ValueError(f"missing must be one of {POLICIES}, not {policy!r}")
         if defect == P.MISSING_FRAME and first_frame and self.name == "long_rvos":
             return "drop"
         return self.official[defect]
@@ -166,12 +180,18 @@ class LongRVOSProtocol(Protocol):
     temporal = True
     official = {P.MISSING_VIDEO: "zero", P.MISSING_EXPRESSION: "drop", P.MISSING_FRAME: "empty",
                 P.WRONG_SIZE: "drop", P.UNREADABLE: "drop"}
+    official_gaps = ("; where the official worker process crashes (a missing expression folder or first frame, "
+                     "a wrong-sized or unreadable frame) the expression is dropped from the means, and listed "
+                     "(the official run also loses the expressions queued behind that worker)")
 
 
 class MeViSProtocol(Protocol):
     name = "mevis"
     official = {P.MISSING_VIDEO: "zero", P.MISSING_EXPRESSION: "drop", P.MISSING_FRAME: "drop",
                 P.WRONG_SIZE: "drop", P.UNREADABLE: "drop"}
+    official_gaps = ("; where the official worker process crashes (a missing expression folder or frame, "
+                     "a wrong-sized or unreadable frame) the expression is dropped from the means, and listed "
+                     "(the official run also loses the expressions queued behind that worker)")
 
 
 class ReVOSProtocol(Protocol):
@@ -187,6 +207,7 @@ class ReVOSProtocol(Protocol):
     accuracy = True
     official = {P.MISSING_VIDEO: "zero", P.MISSING_EXPRESSION: "zero", P.MISSING_FRAME: "zero",
                 P.WRONG_SIZE: "zero", P.UNREADABLE: "zero"}
+    strict = official
     groups = ("referring", "reasoning")
 
     def _rounded_means(self, rows: Sequence[Mapping[str, Any]]) -> dict[str, float | None]:
@@ -227,9 +248,12 @@ class LVOSProtocol(Protocol):
     name = "lvos"
     rows_key = "objects"
     unit_key = "track_id"
+    shared_frames = True
     row_metrics = ("J", "F", "J&F", "V")
     official = {P.MISSING_VIDEO: "empty", P.MISSING_EXPRESSION: "empty", P.MISSING_FRAME: "empty",
                 P.WRONG_SIZE: "empty", P.UNREADABLE: "empty"}
+    official_gaps = ("; where the official toolkit stops (a missing video or frame) or fails (an unreadable or "
+                     "wrong-sized frame) those frames are scored as empty masks instead")
 
     def units(self, video: Video, warn) -> list[Unit]:
         unseen = video.video_id in self.options.get("unseen", frozenset())

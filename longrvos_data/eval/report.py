@@ -1,9 +1,13 @@
 """The evaluation report: one object, written as JSON, CSV rows, a Markdown table, and parquet frames.
 
-``REPORT.json`` holds ``overall`` and ``by_kind`` (objects keyed by metric name, values in
-[0, 1]), the rows (``expressions``, LVOS ``objects``) and ``warnings``; ``REPORT.csv`` (the
-rows) and ``REPORT.md`` (the table, in percent) are written beside it, and with per-frame
-values ``REPORT.frames.parquet`` (J and F per video, expression/object and frame).
+``REPORT.json`` holds ``differences`` (every deliberate difference from the official
+script in force), ``overall`` (under the ``--missing`` policy in force) and
+``overall_official`` (the official handling of missing predictions; the same figures when
+nothing is missing) and ``by_kind`` (objects keyed by metric name, values in [0, 1]), the
+rows (``expressions``, LVOS ``objects``) and ``warnings``; ``REPORT.csv`` (the rows) and
+``REPORT.md`` (the differences first, then the table in percent) are written beside it,
+and with per-frame values ``REPORT.frames.parquet`` (J and F per video, expression/object
+and frame).
 """
 from __future__ import annotations
 
@@ -24,7 +28,12 @@ class EvalReport:
     """Everything an evaluation produced.
 
     Attributes:
-        overall: ``{metric: value}`` (``J``, ``F``, ``J&F`` and the protocol's own).
+        overall: ``{metric: value}`` (``J``, ``F``, ``J&F`` and the protocol's own) under the
+            ``options["missing"]`` policy.
+        overall_official: the same with missing predictions handled as the official script does.
+        differences: ``[{"topic": ..., "text": ...}]``, every deliberate difference from the
+            official script in force (missing-prediction policy, ReVOS binarised A/R, ReVOS R's
+            denominator).
         by_kind: ``{kind: {metric: value}}`` in the schema's kind vocabulary.
         extra: protocol extras, e.g. LVOS ``by_attribute``.
         rows: one dict per expression (LVOS: object) with ``video_id``, ``exp_id``
@@ -48,6 +57,8 @@ class EvalReport:
     metrics: tuple[str, ...]
     warnings: list[dict[str, Any]]
     counts: dict[str, int]
+    overall_official: dict[str, float | None] = field(default_factory=dict)
+    differences: list[dict[str, str]] = field(default_factory=list)
     frames: dict[str, list] | None = None
     seconds: float = 0.0
     files: dict[str, str] = field(default_factory=dict)
@@ -55,7 +66,8 @@ class EvalReport:
     def to_dict(self) -> dict[str, Any]:
         """The JSON form (``REPORT.json``)."""
         out = {"protocol": self.protocol, "split": self.split, "gt": self.gt, "pred": self.pred,
-               "options": self.options, "counts": self.counts, "overall": self.overall, "by_kind": self.by_kind}
+               "options": self.options, "differences": self.differences, "counts": self.counts,
+               "overall": self.overall, "overall_official": self.overall_official, "by_kind": self.by_kind}
         out.update(self.extra)
         out[self.rows_key] = self.rows
         out["warnings"] = self.warnings
@@ -87,11 +99,19 @@ class EvalReport:
 
     # -- Markdown ----------------------------------------------------------------------
     def to_markdown(self) -> str:
-        """The summary table in percent, the counts and the warnings (``REPORT.md``)."""
+        """The differences from the official script, the summary table in percent, the counts and
+        the warnings (``REPORT.md``)."""
         keys = [k for k in self.overall]
-        lines = [f"# {self.protocol} evaluation" + (f" — split `{self.split}`" if self.split else ""), "",
-                 "| | " + " | ".join(keys) + " |", "|---|" + "---:|" * len(keys)]
+        lines = [f"# {self.protocol} evaluation" + (f" — split `{self.split}`" if self.split else ""), ""]
+        if self.differences:
+            lines += ["Differences from the official script:", ""]
+            lines += [f"- {d['text']}" for d in self.differences]
+            lines.append("")
+        lines += ["| | " + " | ".join(keys) + " |", "|---|" + "---:|" * len(keys)]
         lines.append("| **overall** | " + " | ".join(_pct(self.overall.get(k)) for k in keys) + " |")
+        if self.overall_official and self.overall_official != self.overall:
+            lines.append("| overall, official handling of missing predictions | "
+                         + " | ".join(_pct(self.overall_official.get(k)) for k in keys) + " |")
         for kind, vals in self.by_kind.items():
             lines.append(f"| {kind} | " + " | ".join(_pct(vals.get(k)) for k in keys) + " |")
         by_attr = self.extra.get("by_attribute") or {}

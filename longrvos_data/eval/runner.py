@@ -5,7 +5,9 @@ objects) and every prediction PNG once; expression targets are unions of the dec
 objects, and a target shared by several expressions is analysed once per frame
 (`metrics.MaskInfo`). Videos run in a process pool with at most ``2 * workers`` videos in
 flight, so memory is bounded by a few videos whatever the split's size; RLE JSON
-predictions are streamed one video at a time.
+predictions are streamed one video at a time. Both ``--missing`` policies are scored in
+that one pass (`_Scorer`). A ground-truth error (a `DataError` from a loader or a mask
+source, in a worker too) stops the run; a bad prediction never does.
 """
 from __future__ import annotations
 
@@ -22,7 +24,8 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 import cv2
 import numpy as np
 
-from ..errors import DataError, LongRVOSError
+from .. import masks as _masks
+from ..errors import LongRVOSError
 from ..schema import Video
 from . import predictions as P
 from .metrics import MaskInfo, accuracy, boundary_radius, raw_accuracy_robustness, robustness, score_frame
@@ -39,12 +42,14 @@ _DEFECT_TEXT = {
     P.WRONG_SIZE: "prediction size differs from the video's frame size",
     P.UNREADABLE: "prediction cannot be decoded",
 }
-_SEVERITY = {"empty": 1, "zero": 2, "drop": 3}
+_SEVERITY = {None: 0, "empty": 1, "zero": 2, "drop": 3}
+_DOOMED = ("zero", "drop")
 
 
 @dataclass
 class VideoResult:
-    """What one video contributes: rows, issues, optional per-frame values, work done."""
+    """What one video contributes: rows under the policy in force and under the other one,
+    issues, optional per-frame values, work done, and how ReVOS R was divided."""
 
     order: int
     video_id: str
@@ -52,6 +57,9 @@ class VideoResult:
     issues: list[dict[str, Any]]
     frames: dict[str, list] | None = None
     unit_frames: int = 0
+    other_rows: list[dict[str, Any]] = field(default_factory=list)   # under the other policy
+    matched: int = 0                   # units with predictions (not a missing video or expression)
+    denominator: str | None = None     # ReVOS R: "file" (mask_dict_foreground.json) or "union"
 
 
 @dataclass
@@ -59,17 +67,23 @@ class _UnitState:
     unit: Unit
     positions: dict[int, int]
     scores: UnitScores
-    action: str | None = None
-    doomed_at: int = -1
-    defects: dict[str, P.Issue] = field(default_factory=dict)
+    actions: dict[str, str | None]     # per policy: the costliest action its defects call for
+    absent: bool = False               # no predictions at all: nothing to read
+    issues: dict[int, P.Issue] = field(default_factory=dict)
 
     @property
     def doomed(self) -> bool:
-        return self.action in ("zero", "drop")
+        """Scored 0 or dropped under both policies: no frame needs scoring any more."""
+        return all(a in _DOOMED for a in self.actions.values())
 
 
 class _Scorer:
-    """Scores one video's units frame by frame (decoding each frame once)."""
+    """Scores one video's units frame by frame (decoding each frame once).
+
+    Both policies are followed in the same pass: under ``strict`` and under ``official``
+    a defective frame is scored as an empty mask or ends the unit (``zero``/``drop``), so
+    one set of per-frame scores serves both, and each unit's row is finalised twice.
+    """
 
     def __init__(self, protocol: Protocol, *, policy: str, per_frame: bool, revos_raw: bool) -> None:
         self.protocol = protocol
@@ -92,37 +106,41 @@ class _Scorer:
             n = len(frames)
             scores = UnitScores(np.zeros(n), np.zeros(n), np.zeros(n, dtype=bool), np.zeros(n, dtype=bool),
                                 np.zeros(n) if proto.accuracy else None, np.zeros(n) if proto.accuracy else None)
-            st = _UnitState(u, {i: k for k, i in enumerate(frames)}, scores)
+            st = _UnitState(u, {i: k for k, i in enumerate(frames)}, scores, dict.fromkeys(POLICIES))
             states.append(st)
-            if not preds.present:
-                self._defect(st, log, P.MISSING_VIDEO, None, first=True, video_level=True)
-            elif not preds.has_unit(u.unit_id):
+            if preds.present and not preds.has_unit(u.unit_id):
                 self._defect(st, log, P.MISSING_EXPRESSION, None, first=True)
+        if not preds.present and states:   # one issue for the video, counting the prediction files it lacks
+            files = video.num_frames if proto.shared_frames else sum(len(st.positions) for st in states)
+            issue = log.add(None, P.MISSING_VIDEO, _DEFECT_TEXT[P.MISSING_VIDEO], frames=files)
+            for st in states:
+                self._charge(st, P.MISSING_VIDEO, first=True)
+                st.issues[id(issue)] = issue
 
-        gt_error = None
-        needed = sorted({i for st in states if not st.doomed for i in st.positions})
+        fg = _foreground(video) if proto.accuracy else None
+        live = [st for st in states if not (st.absent and st.doomed)]
+        needed = sorted({i for st in live for i in st.positions})
         referenced = sorted({t for e in video.expressions for t in e.track_ids})
         work = 0
         for i in needed:
-            active = [st for st in states if not st.doomed and i in st.positions]
             name = video.frames[i].name
-            if not active:
-                continue
-            try:
-                gt = video.frame_masks(i)
-            except DataError as err:
-                gt_error = err
-                break
+            gt: Mapping[str, np.ndarray] | None = None
             targets: dict[tuple[str, ...], MaskInfo | None] = {}
             fg_area: int | None = None
-            for st in active:
+            for st in live:
+                if i not in st.positions:
+                    continue
                 u = st.unit
-                rd = preds.read(u.unit_id, i, name)
-                if rd.defect is not None and rd.defect != P.MISSING_EXPRESSION:
-                    self._defect(st, log, rd.defect, name, first=(i == 0))
-                    if st.doomed:
-                        st.doomed_at = i
-                        continue
+                if st.absent:
+                    rd = P.FrameRead(None)
+                else:   # read even when doomed: every defective frame is counted
+                    rd = preds.read(u.unit_id, i, name)
+                    if rd.defect is not None:
+                        self._defect(st, log, rd.defect, name, first=(i == 0), detail=rd.detail)
+                if st.doomed:
+                    continue
+                if gt is None:
+                    gt = video.frame_masks(i)   # a DataError stops the run: the ground truth is broken
                 key = u.track_ids
                 if key not in targets:
                     targets[key] = _target(gt, key)
@@ -136,7 +154,7 @@ class _Scorer:
                 sc.pred_present[k] = s.pred_area > 0
                 if proto.accuracy:
                     if fg_area is None:
-                        fg_area = _union_area(gt, referenced)
+                        fg_area = _union_area(gt, referenced) if fg is None else _fg_area(fg, i, self.revos_raw)
                     if self.revos_raw:
                         sc.a[k], sc.r[k] = raw_accuracy_robustness(
                             _gt_sum(gt, key, video), _raw(rd.mask, video), fg_area)
@@ -144,67 +162,70 @@ class _Scorer:
                         sc.a[k] = accuracy(s.intersection, s.gt_area, s.pred_area, video.height * video.width)
                         sc.r[k] = robustness(s.pred_area - s.intersection, fg_area)
                 work += 1
-
-        for st in states:   # frames of doomed units are still checked, cheaply, so every gap is listed
-            if st.doomed and preds.present and P.MISSING_EXPRESSION not in st.defects:
-                for i in st.positions:
-                    name = video.frames[i].name
-                    if i > st.doomed_at and not preds.exists(st.unit.unit_id, i, name):
-                        self._defect(st, log, P.MISSING_FRAME, name, first=(i == 0))
         preds.report_extras(log)
 
         rows: list[dict[str, Any]] = []
+        other: list[dict[str, Any]] = []
         frames_out: dict[str, list] | None = {"exp_id": [], "frame": [], "J": [], "F": []} if self.per_frame else None
         for st in states:
             u = st.unit
-            row: dict[str, Any] = {"video_id": video.video_id, proto.unit_key: u.unit_id, "kind": u.kind}
-            if gt_error is not None:
-                metrics = {m: None for m in proto.row_metrics}
-                status = DROPPED
-            elif st.action == "drop":
-                metrics, status = {m: None for m in proto.row_metrics}, DROPPED
-            elif st.action == "zero":
-                metrics, status = proto.zero_row(), ZERO
-            else:
-                metrics = proto.finalize(u, st.scores, warn)
-                status = EMPTY if st.action == "empty" else OK
-            row.update({m: _clean(metrics.get(m)) for m in proto.row_metrics})
-            row["status"] = status
-            row["frames"] = len(st.positions)
-            if proto.name == "lvos":
-                row["unseen"] = bool(u.meta.get("unseen"))
-                row["attributes"] = list(u.meta.get("attributes", ()))
-            rows.append(row)
-            if frames_out is not None and gt_error is None and status != DROPPED and st.action != "zero":
+            base: dict[str, Any] = {"video_id": video.video_id, proto.unit_key: u.unit_id, "kind": u.kind}
+            finalized: list[dict] = []
+
+            def outcome(action: str | None) -> tuple[dict, str]:
+                if action == "drop":
+                    return {m: None for m in proto.row_metrics}, DROPPED
+                if action == "zero":
+                    return proto.zero_row(), ZERO
+                if not finalized:
+                    finalized.append(proto.finalize(u, st.scores, warn))
+                return finalized[0], EMPTY if action == "empty" else OK
+
+            for policy in POLICIES:
+                out = rows if policy == self.policy else other
+                metrics, status = outcome(st.actions[policy])
+                row = dict(base)
+                row.update({m: _clean(metrics.get(m)) for m in proto.row_metrics})
+                row["status"] = status
+                row["frames"] = len(st.positions)
+                if proto.name == "lvos":
+                    row["unseen"] = bool(u.meta.get("unseen"))
+                    row["attributes"] = list(u.meta.get("attributes", ()))
+                out.append(row)
+            if frames_out is not None and rows[-1]["status"] not in (DROPPED, ZERO):
                 for i, k in st.positions.items():
                     frames_out["exp_id"].append(u.unit_id)
                     frames_out["frame"].append(video.frames[i].name)
                     frames_out["J"].append(float(st.scores.j[k]))
                     frames_out["F"].append(float(st.scores.f[k]))
-            for issue in st.defects.values():
-                issue.policy = st.action if issue.policy is None or \
-                    _SEVERITY.get(st.action, 0) >= _SEVERITY.get(issue.policy, 0) else issue.policy
-        if gt_error is not None:
-            issue = log.add(None, "ground_truth_error", f"ground truth cannot be read ({gt_error}); "
-                                                      "the video's rows are left out of every mean")
-            issue.policy = "drop"
+            cost = st.actions[self.policy]
+            for issue in st.issues.values():   # what the unit finally paid, under the policy in force
+                if _SEVERITY[cost] >= _SEVERITY.get(issue.policy, 0):
+                    issue.policy = cost
         for i in log:
             if i.policy is None:
                 i.policy = "none"
         issues = [i.as_dict() for i in log]
-        return VideoResult(order, video.video_id, rows, issues, frames_out, work)
+        denominator = None if not proto.accuracy else ("file" if fg is not None else "union")
+        return VideoResult(order, video.video_id, rows, issues, frames_out, work, other,
+                           sum(1 for st in states if not st.absent), denominator)
+
+    def _charge(self, st: _UnitState, defect: str, *, first: bool) -> None:
+        """Raise the unit's cost under each policy to what ``defect`` calls for."""
+        for policy in POLICIES:
+            action = self.protocol.action(defect, first_frame=first, policy=policy)
+            if _SEVERITY[action] > _SEVERITY[st.actions[policy]]:
+                st.actions[policy] = action
+        if defect in (P.MISSING_VIDEO, P.MISSING_EXPRESSION):
+            st.absent = True
 
     def _defect(self, st: _UnitState, log: P.IssueLog, defect: str, frame: str | None, *, first: bool,
-                video_level: bool = False) -> None:
-        action = self.protocol.action(defect, first_frame=first, policy=self.policy)
-        if st.action is None or _SEVERITY[action] > _SEVERITY[st.action]:
-            st.action = action
-        unit_id = None if video_level else st.unit.unit_id
-        issue = log.add(unit_id, defect, _DEFECT_TEXT[defect], frame)
-        st.defects[defect] = issue
-        if video_level:
-            issue.policy = action if issue.policy is None or _SEVERITY[action] > _SEVERITY.get(issue.policy, 0) \
-                else issue.policy
+                detail: str | None = None) -> None:
+        """Charge the unit and record the defect: one frame, or (``frame`` None) all of the unit's."""
+        self._charge(st, defect, first=first)
+        message = _DEFECT_TEXT[defect] + (f": {detail}" if detail else "")
+        issue = log.add(st.unit.unit_id, defect, message, frame, frames=len(st.positions) if frame is None else None)
+        st.issues[id(issue)] = issue
 
 
 def _clean(value: Any) -> Any:
@@ -251,6 +272,27 @@ def _raw(mask: np.ndarray | None, video: Video) -> np.ndarray:
     return mask.astype(np.uint8, copy=False)
 
 
+def _foreground(video: Video) -> Any:
+    """The video's entry of ReVOS ``mask_dict_foreground.json`` (what VISA's R divides by),
+    or None when the file is not beside the expression file (R then divides by the union
+    of the video's objects). A missing or malformed entry is a `DataError`."""
+    if video.dataset != "revos" or not video.source_file:
+        return None
+    from ..loaders.revos import ReVOSPaths, foreground
+    return foreground(video, path=Path(video.source_file).parent / ReVOSPaths.FOREGROUND)
+
+
+def _fg_area(fg: Any, index: int, raw: bool) -> int:
+    """FG_t: the foreground pixels of frame ``index``. An item that is a list of RLEs is their
+    union (binarised) or, with ``raw``, the sum of their areas (VISA sums the decoded masks)."""
+    item = fg.rles[index]
+    if item is None:
+        return 0
+    if isinstance(item, list) and (raw or len(item) == 1):
+        return sum(int(np.count_nonzero(_masks.decode(r))) for r in item)
+    return int(np.count_nonzero(fg.mask(index)))
+
+
 # -- ground truth and tasks ----------------------------------------------------------------
 class _VideoProvider:
     """Gives a worker the ground-truth `Video` of an id: from a split reader or from memory.
@@ -259,11 +301,12 @@ class _VideoProvider:
     loader state (file handles, caches) is shared across processes.
     """
 
-    def __init__(self, reader: Any = None, videos: Mapping[str, Video] | None = None,
-                 spec: tuple[str, str, str] | None = None) -> None:
+    def __init__(self, reader: Any = None, videos: Mapping[str, Video] | None = None) -> None:
         self.reader = reader
         self.videos = videos
-        self.spec = spec
+        self.spec = None  # a reader that `loaders.load` opened can be re-opened in a worker
+        if reader is not None and getattr(reader, "opened_from", None) is not None:
+            self.spec = (str(reader.opened_from), reader.format, reader.split, dict(reader.load_options))
 
     def ids(self) -> list[str]:
         return list(self.videos) if self.videos is not None else list(self.reader.video_ids())
@@ -276,8 +319,8 @@ class _VideoProvider:
     def reopen(self) -> None:
         if self.spec is not None:
             from ..loaders import load
-            path, fmt, split = self.spec
-            self.reader = load(path, format=fmt, split=split)[split]
+            path, fmt, split, options = self.spec
+            self.reader = load(path, format=fmt, split=split, **options)[split]
 
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
@@ -303,12 +346,7 @@ def _work(task: tuple[int, str, Any, bool]) -> VideoResult:
     source: P.PredictionSource = _STATE["source"]
     scorer: _Scorer = _STATE["scorer"]
     log = P.IssueLog(video_id)
-    try:
-        video = provider.get(video_id)
-    except DataError as err:
-        issue = log.add(None, "ground_truth_error", f"ground truth cannot be read ({err}); the video is left out")
-        issue.policy = "drop"
-        return VideoResult(order, video_id, [], [i.as_dict() for i in log])
+    video = provider.get(video_id)   # ground-truth errors propagate (from a worker too): they stop the run
     if from_json:
         preds = source.open_entry(video, entry, log)
     else:
@@ -338,13 +376,14 @@ def _bounded_imap(pool, func: Callable, tasks: Iterable, limit: int) -> Iterator
         yield value
 
 
-def _resolve_gt(gt: Any, *, format: str | None, split: str | None) -> tuple[_VideoProvider, str | None, str, Any]:
+def _resolve_gt(gt: Any, *, format: str | None, split: str | None,
+                load_options: Mapping[str, Any] | None = None) -> tuple[_VideoProvider, str | None, str, Any]:
     """``(provider, split, description, dataset_version)`` for any accepted ground truth."""
     from ..loaders import load
     from ..loaders.base import SplitReader
 
     if isinstance(gt, (str, Path)):
-        ds = load(gt, format=format, split=split)
+        ds = load(gt, format=format, split=split, **(load_options or {}))
         if split is None:
             names = list(ds.splits)
             if len(names) == 1:
@@ -353,12 +392,9 @@ def _resolve_gt(gt: Any, *, format: str | None, split: str | None) -> tuple[_Vid
                 split = "valid"
             else:
                 raise LongRVOSError(f"{gt}: several splits ({', '.join(names)}); pass --split")
-        reader = ds[split]
-        spec = (str(getattr(reader, "opened_from", gt)), ds.format, split)
-        return _VideoProvider(reader=reader, spec=spec), split, str(gt), ds.version
+        return _VideoProvider(reader=ds[split]), split, str(gt), ds.version
     if isinstance(gt, SplitReader):
-        spec = (str(gt.opened_from), gt.format, gt.split) if getattr(gt, "opened_from", None) else None
-        return _VideoProvider(reader=gt, spec=spec), gt.split, repr(gt), None
+        return _VideoProvider(reader=gt), gt.split, repr(gt), None
     videos: dict[str, Video] = {}
     for v in gt:
         if not isinstance(v, Video):
@@ -369,10 +405,17 @@ def _resolve_gt(gt: Any, *, format: str | None, split: str | None) -> tuple[_Vid
 
 
 def evaluate(gt: Any, pred: str | Path | P.PredictionSource, *, protocol: str, split: str | None = None,
-             format: str | None = None, workers: int = 1, missing: str = "official", per_frame: bool = False,
+             format: str | None = None, workers: int = 1, missing: str = "strict", per_frame: bool = False,
              revos_raw: bool = False, lvos_version: int | str | None = None,
-             progress: bool | None = None) -> EvalReport:
+             progress: bool | None = None, load_options: Mapping[str, Any] | None = None) -> EvalReport:
     """Score predictions with a dataset's official protocol.
+
+    By default (``missing="strict"``) what was not submitted costs: a missing, unreadable
+    or wrong-sized prediction frame scores as an empty mask, a missing expression or video
+    scores 0. ``missing="official"`` handles them as each official script does (pass it
+    to reproduce the official numbers). Both are computed in one pass: the report's
+    ``overall`` follows the policy in force, ``overall_official`` the official handling,
+    and ``differences`` lists every deliberate difference from the official script.
 
     Args:
         gt: a dataset root or split folder in any loader's format (`longrvos_data.load`),
@@ -383,14 +426,20 @@ def evaluate(gt: Any, pred: str | Path | P.PredictionSource, *, protocol: str, s
         split: the split of a path ``gt`` (default: its only split, else ``valid``).
         format: the format of a path ``gt`` (default: detected).
         workers: processes scoring videos in parallel.
-        missing: defect policy: ``official`` (each toolkit's behaviour), ``zero``, ``empty`` or ``drop``.
+        load_options: format options for `loaders.load` (``project``: ``provenance``, ``status``).
+        missing: ``strict`` (default) or ``official`` (each toolkit's own behaviour; `protocols`).
         per_frame: keep J and F per frame (`EvalReport.frames`).
         revos_raw: ReVOS A and R on raw grayscale values, as the official script (binarised by default).
         lvos_version: 1 or 2, the unseen video list (default: the dataset's version, else 2).
         progress: show a progress bar (default: when stderr is a terminal).
 
     Returns:
-        The `EvalReport` (rows, aggregates, warnings).
+        The `EvalReport` (rows, aggregates, warnings, differences).
+
+    Raises:
+        LongRVOSError: no prediction matches the ground truth at all, or the split has no
+            masks; `DataError` (a LongRVOSError) when the ground truth cannot be read or
+            decoded, naming the file, the video and the field (from worker processes too).
 
     Example:
         >>> report = evaluate("data/long_rvos", "out/preds", protocol="long_rvos", split="valid", workers=4)
@@ -402,12 +451,18 @@ def evaluate(gt: Any, pred: str | Path | P.PredictionSource, *, protocol: str, s
     if workers < 1:
         raise ValueError("workers must be at least 1")
     started = time.perf_counter()
-    provider, split, gt_desc, version = _resolve_gt(gt, format=format, split=split)
+    provider, split, gt_desc, version = _resolve_gt(gt, format=format, split=split, load_options=load_options)
     notes: list[dict[str, Any]] = []
 
     def note(problem: str, message: str) -> None:
         notes.append({"video_id": None, "exp_id": None, "problem": problem, "count": 1, "frames": [],
                       "policy": "none", "message": message})
+
+    model_masks = getattr(provider.reader, "model_masks", None)  # annotation projects say who made each mask
+    for vid, count in sorted((model_masks() if model_masks else {}).items()):
+        notes.append({"video_id": vid, "exp_id": None, "problem": P.MODEL_GT, "count": count, "frames": [],
+                      "policy": "none", "message": f"{count} ground-truth mask(s) have model: provenance (pre-"
+                      "annotations nobody corrected); --provenance human,imported scores only the others"})
 
     options: dict[str, Any] = {}
     if protocol == "lvos":
@@ -425,13 +480,12 @@ def evaluate(gt: Any, pred: str | Path | P.PredictionSource, *, protocol: str, s
 
     gt_ids = provider.ids()
     if gt_ids:
-        try:
-            first = provider.get(gt_ids[0])
-        except DataError:
-            first = None
-        if first is not None and not first.has_masks:
+        first = provider.get(gt_ids[0])
+        if not first.has_masks:
             raise LongRVOSError(f"{gt_desc}: split {split!r} has no ground-truth masks (it is scored by its "
                                 "evaluation server: `longrvos pack` makes the submission zip)")
+        if proto.accuracy:
+            _foreground(first)   # indexes mask_dict_foreground.json once, before any worker starts
     order = {vid: k for k, vid in enumerate(gt_ids)}
     from_json = isinstance(source, P.RleJson)
     extra_videos: list[str] = []
@@ -484,12 +538,20 @@ def evaluate(gt: Any, pred: str | Path | P.PredictionSource, *, protocol: str, s
 
     results.sort(key=lambda r: r.order)
     rows = [row for r in results for row in r.rows]
+    if rows and not any(r.matched for r in results):
+        raise LongRVOSError(_nothing_matches(source, results, gt_desc, split, proto))
     issues = [i for r in results for i in r.issues]
 
     def agg_warn(unit_id, frame, problem, message):
         note(problem, message)
 
     overall, by_kind, extra = proto.aggregate(rows, agg_warn)
+    other, _, _ = proto.aggregate([row for r in results for row in r.other_rows], lambda *a: None)
+    overall_official = overall if missing == "official" else other
+    defects = sum(i["count"] for i in issues if i["problem"] in P.DEFECTS)
+    denominators = {d: sum(1 for r in results if r.denominator == d) for d in ("file", "union")}
+    differences = _differences(proto, missing, revos_raw=revos_raw, overall=overall,
+                               overall_other=other, defects=defects, denominators=denominators)
     warnings = issues + notes
     frames = None
     if per_frame:
@@ -512,9 +574,77 @@ def evaluate(gt: Any, pred: str | Path | P.PredictionSource, *, protocol: str, s
                                                                             getattr(source, "path", "")),
                       options={"missing": missing, "revos_raw": revos_raw,
                                **({"lvos_version": options["version"]} if protocol == "lvos" else {})},
-                      overall=overall, by_kind=by_kind, extra=extra, rows=rows, rows_key=proto.rows_key,
+                      overall=overall, overall_official=overall_official, differences=differences,
+                      by_kind=by_kind, extra=extra, rows=rows, rows_key=proto.rows_key,
                       unit_key=proto.unit_key, metrics=proto.row_metrics, warnings=warnings, counts=counts,
                       frames=frames, seconds=time.perf_counter() - started)
+
+
+def _nothing_matches(source: P.PredictionSource, results: Sequence[VideoResult], gt_desc: str,
+                     split: str | None, proto: Protocol) -> str:
+    """The error text when not one prediction matches the ground truth (no J = 0 for a wrong path)."""
+    units = sum(len(r.rows) for r in results)
+    where = getattr(source, "root", None) or getattr(source, "path", None) or source.kind
+    present = [r.video_id for r in results if not any(i["problem"] == P.MISSING_VIDEO for i in r.issues)]
+    first = results[0].rows[0]
+    if isinstance(source, P.RleJson):
+        expected = f"keys {{{first['video_id']!r}: {{{first[proto.unit_key]!r}: [RLE | null per frame]}}}}"
+    elif proto.name == "lvos":
+        expected = f"{Path(str(where)) / first['video_id']}/<frame>.png"
+    else:
+        expected = f"{Path(str(where)) / first['video_id'] / str(first[proto.unit_key])}/<frame>.png"
+    found = (f"it has {len(present)} of the split's videos but none of their {proto.rows_key}" if present
+             else "it has none of the split's videos")
+    return (f"{where}: no prediction matches the ground truth ({gt_desc}, split {split!r}: {units} "
+            f"{proto.rows_key} in {len(results)} video(s)): {found}; expected e.g. {expected}")
+
+
+def _pct(value: float | None) -> str:
+    return "–" if value is None else f"{100 * value:.2f}"
+
+
+def _differences(proto: Protocol, missing: str, *, revos_raw: bool, overall: Mapping[str, Any],
+                 overall_other: Mapping[str, Any], defects: int, denominators: Mapping[str, int]) -> list[dict]:
+    """Every deliberate difference from the official script in force, one ``{topic, text}`` each."""
+    out: list[dict] = []
+    key = "J&F"
+    if missing == "strict" and proto.strict != proto.official:
+        text = ("missing predictions: `--missing strict`: a missing, unreadable or wrong-sized prediction frame "
+                "scores as an empty mask, a missing expression or video scores 0")
+        if not defects:
+            text += "; no prediction is missing or defective, so every figure equals the official script's"
+        elif overall.get(key) == overall_other.get(key):
+            text += (f"; {defects} defective prediction frame(s) (see warnings) cost the same under the official "
+                     f"handling (`overall_official`)")
+        else:
+            delta = 100 * ((overall.get(key) or 0.0) - (overall_other.get(key) or 0.0))
+            text += (f"; {defects} defective prediction frame(s) (see warnings): {key} {_pct(overall.get(key))} "
+                     f"here, {_pct(overall_other.get(key))} with the official handling (`overall_official`, "
+                     f"`--missing official`), a difference of {delta:+.2f}")
+        out.append({"topic": "missing_predictions", "text": text})
+    elif missing == "official" and defects:
+        text = (f"missing predictions: `--missing official`: {defects} defective prediction frame(s) (see warnings) "
+                f"handled as the official script does{proto.official_gaps}")
+        if overall.get(key) != overall_other.get(key):
+            text += f"; strict scoring (`--missing strict`) gives {key} {_pct(overall_other.get(key))}"
+        out.append({"topic": "missing_predictions", "text": text})
+    if proto.accuracy and not revos_raw:
+        out.append({"topic": "revos_binarised", "text": (
+            "ReVOS A and R: predictions are binarised (non-zero = 1) and a target of several objects is their "
+            "union; the official script uses raw grayscale values and sums the objects, which mis-scores 0/255 "
+            "PNGs (`--revos-raw` reproduces it)")})
+    if proto.accuracy:
+        n_file, n_union = denominators.get("file", 0), denominators.get("union", 0)
+        parts = []
+        if n_file:
+            parts.append(f"by the foreground masks of mask_dict_foreground.json, as the official script "
+                         f"({n_file} video(s))")
+        if n_union:
+            parts.append(f"by the union of the video's objects in this split, as mask_dict_foreground.json was "
+                         f"not found beside the expression file; the official script reads that file "
+                         f"({n_union} video(s))")
+        out.append({"topic": "revos_r_denominator", "text": "ReVOS R divides " + "; and ".join(parts)})
+    return out
 
 
 class _NoBar:

@@ -20,6 +20,8 @@ import functools
 import hashlib
 import json
 import os
+import re
+import stat
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +34,7 @@ from .. import masks as _masks
 from ..errors import DataError, OnError, ProblemLog
 from ..fsutil import atomic_write_bytes
 from ..schema import Expression, Frame, MaskSource, Track, Video
-from .base import Dataset, Detection, SplitReader
+from .base import Dataset, Detection, SplitReader, check_rle_counts
 
 NAME = "hf"
 
@@ -46,10 +48,37 @@ class HFPaths:
     CARD_KEY = "longrvos"   # the card's section written by longrvos-data
 
 
+_CARD_SECTION = re.compile(rf"^{HFPaths.CARD_KEY}:", re.MULTILINE)
+_CARD_BYTES = 16 << 20
+
+
+def has_card_section(root: Path) -> bool:
+    """Whether ``root/README.md`` is this package's card: its YAML front matter has the
+    ``longrvos`` section and ``root/data/`` exists.
+
+    Read as text, not parsed: any other README (the Hub's own card of a downloaded
+    release, a project's README) is passed over without a warning. A README that is no
+    regular file is never opened.
+    """
+    card = Path(root) / HFPaths.CARD
+    try:
+        st = os.stat(card)
+        if not stat.S_ISREG(st.st_mode) or st.st_size > _CARD_BYTES or not (Path(root) / HFPaths.DATA).is_dir():
+            return False
+        text = card.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return False
+    if not text.startswith("---"):
+        return False
+    end = text.find("\n---", 3)
+    return end > 0 and _CARD_SECTION.search(text, 3, end) is not None
+
+
 def _find_root(path: Path) -> Path:
-    """The output root for ``path`` (the root itself, its ``data`` folder or a config folder)."""
+    """The output root for ``path`` (the root itself, its ``data`` folder or a config folder):
+    the nearest of them whose README.md is this package's card (`has_card_section`)."""
     for candidate in (path, path.parent, path.parent.parent):
-        if (candidate / HFPaths.CARD).is_file() and (candidate / HFPaths.DATA).is_dir():
+        if has_card_section(candidate):
             return candidate
     return path
 
@@ -78,8 +107,8 @@ def detect(path: Path) -> Detection:
     """
     path = Path(path)
     root = _find_root(path)
-    if not (root / HFPaths.CARD).is_file():
-        return Detection(NAME, 0.0, (f"no {HFPaths.CARD} dataset card",))
+    if not has_card_section(root):
+        return Detection(NAME, 0.0, (f"no {HFPaths.CARD} with a {HFPaths.CARD_KEY!r} section beside {HFPaths.DATA}/",))
     try:
         data = _read_card(root)
     except DataError as err:
@@ -382,23 +411,34 @@ class HFMaskSource(MaskSource):
     def __init__(self, tracks: Mapping[str, Sequence[dict | None]], *, height: int, width: int, num_frames: int,
                  file: Path, video_id: str) -> None:
         self.tracks, self.h, self.w, self.file, self.video_id = tracks, height, width, file, video_id
+        self._checked = False
         for tid, seq in tracks.items():
             if seq is None or len(seq) != num_frames:
                 n = "no" if seq is None else len(seq)
                 raise DataError(f"track has {n} masks for {num_frames} frames", file=file, video=video_id,
                                 field=f"tracks[{tid}].rles")
 
-    def rles(self, index: int) -> dict[str, dict]:
-        out = {}
+    def _check(self) -> None:
+        """Every RLE of the video, on first use: its size, then all counts in one pass
+        (`base.check_rle_counts`)."""
+        rles: list[dict] = []
+        fields: list[str] = []
         for tid, seq in self.tracks.items():
-            rle = seq[index]
-            if rle is None:
-                continue
-            if list(rle["size"]) != [self.h, self.w]:
-                raise DataError(f"mask is {rle['size'][0]}x{rle['size'][1]}, the video is {self.h}x{self.w}",
-                                file=self.file, video=self.video_id, field=f"tracks[{tid}].rles[{index}]")
-            out[tid] = rle
-        return out
+            for t, rle in enumerate(seq):
+                if rle is None:
+                    continue
+                if list(rle["size"]) != [self.h, self.w]:
+                    raise DataError(f"mask is {rle['size'][0]}x{rle['size'][1]}, the video is {self.h}x{self.w}",
+                                    file=self.file, video=self.video_id, field=f"tracks[{tid}].rles[{t}]")
+                rles.append(rle)
+                fields.append(f"tracks[{tid}].rles[{t}]")
+        check_rle_counts(rles, fields, file=self.file, video=self.video_id)
+        self._checked = True
+
+    def rles(self, index: int) -> dict[str, dict]:
+        if not self._checked:
+            self._check()
+        return {tid: seq[index] for tid, seq in self.tracks.items() if seq[index] is not None}
 
     def areas(self, index: int) -> dict[str, int]:
         rles = self.rles(index)

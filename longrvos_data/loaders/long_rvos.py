@@ -14,21 +14,27 @@ On-disk layout (a dataset root holds split folders; a split folder may be passed
         "expressions": {"<exp_id>": {"exp": "a man in red", "obj_id": 1,
                                      "type": "static" | "dynamic" | "static+dynamic"}}}}}
 
-Reading rules (the official loader opens ``Annotations/<vid>/<obj_id>/<frame>.png`` and
-takes ``png == 255`` as the object, a missing file as an empty mask):
+Reading rules (the official evaluation opens ``Annotations/<vid>/<obj_id>/<frame>.png`` with
+``cv2.imread(GRAYSCALE)`` and takes any non-zero pixel as the object, a missing file or
+folder as an empty mask):
 
 - Track ids are ``str(obj_id)``; a video's tracks are the objects its expressions name
   plus any object folder under ``Annotations/<video_id>/`` (an object without expression).
 - A missing PNG means the object is absent in that frame; a PNG that is all zero is a
   mask the source stores as present but empty, and is kept as such.
 - A split without ``Annotations/`` (the test split as first released) is valid: its
-  videos have ``mask_source=None``. In a split with ``Annotations/`` every expression's
-  object must have its folder, else the video is refused.
+  videos have ``mask_source=None``. In a split with ``Annotations/``, an object that an
+  expression names but that has no folder is kept as a track absent from every frame
+  (the official evaluation scores it against all-empty masks), with a warning.
 - ``type`` ``"static+dynamic"`` becomes kind ``"hybrid"`` (``kind_raw`` keeps the string).
 - ``fps`` is 6.0: the release's frames are sampled at 6 fps (361.7 frames per 60.3 s video
   on average, per the paper and project page).
-- Masks must be single-channel PNGs of the video's size with values 0 and 255 only; any
-  other value (including 1-bit PNGs read as 0/1) is refused with a `DataError`.
+- Masks must be single-channel PNGs of the video's size. The release's are 0/255; any
+  non-zero value is foreground, as the official evaluation reads them (1-bit PNGs give
+  0/1, other grey levels occur in re-encoded copies). Such values are read silently and
+  reported by `longrvos validate` as a warning listing them (`LongRVOSMasks.findings`).
+  The official training code reads ``convert('P') == 255`` instead: a grey level below
+  255 is background there, a 1-bit pixel is foreground in both.
 - ``<split>/longrvos_sidecar.json`` (written by `longrvos_data.converters.long_rvos` with
   ``sidecar=True``) adds what the format cannot hold: see `longrvos_data.sidecar.Sidecar.apply`.
 """
@@ -44,7 +50,7 @@ import numpy as np
 from .. import masks as _masks
 from ..errors import DataError, OnError, Problem, ProblemLog
 from ..schema import Expression, Frame, MaskSource, Track, Video, check_id
-from .base import Dataset, Detection, SplitReader, match_frames, read_json, require
+from .base import Dataset, Detection, SplitReader, is_present, match_frames, read_json, require
 
 log = logging.getLogger("longrvos_data")
 
@@ -76,11 +82,12 @@ def _natural_key(track_id: str) -> tuple:
 
 
 class LongRVOSMasks(MaskSource):
-    """One video's masks: ``Annotations/<video_id>/<obj_id>/<frame>.png``, 255 = object.
+    """One video's masks: ``Annotations/<video_id>/<obj_id>/<frame>.png``, non-zero = object.
 
     Each object folder is listed once, on first use, so that a frame without a PNG costs
-    no file-system call. Every decoded PNG is checked (single channel, the video's size,
-    values 0/255) before it is turned into a mask.
+    no file-system call. Every decoded PNG is checked (single channel, the video's size)
+    before it is turned into a mask; values other than 0/255 are noted per object for
+    `findings`.
     """
 
     def __init__(self, folder: Path, *, video_id: str, frame_names: Sequence[str], track_ids: Sequence[str],
@@ -91,6 +98,7 @@ class LongRVOSMasks(MaskSource):
         self.track_ids = tuple(track_ids)
         self.height, self.width = height, width
         self._present: dict[str, frozenset[str]] | None = None
+        self._odd: dict[str, tuple[set[str], set[int]]] = {}   # track -> (frames, values) of non-0/255 PNGs
 
     def _listing(self) -> dict[str, frozenset[str]]:
         if self._present is None:
@@ -109,22 +117,41 @@ class LongRVOSMasks(MaskSource):
     def read(self, track_id: str, index: int) -> np.ndarray | None:
         """The object's ``(H, W) bool`` mask at frame ``index``, or None when its PNG is missing.
 
+        Any non-zero pixel is foreground (see the module docstring); a PNG holding other
+        values than 0 and 255 is noted for `findings`.
+
         Raises:
-            DataError: the PNG is corrupt, not single-channel, of another size than the
-                video, or holds values other than 0 and 255.
+            DataError: the PNG is corrupt, not single-channel or of another size than the video.
         """
         name = self.frame_names[index]
         if name not in self._listing().get(track_id, ()):
             return None
         path = self.folder / track_id / f"{name}{LongRVOSPaths.MASK_EXT}"
-        where = dict(file=path, video=self.video_id, field=f"{LongRVOSPaths.ANNOTATIONS}/{track_id}/{name}.png")
-        arr = _masks.read_mask_png(path, video=self.video_id, field=where["field"], shape=(self.height, self.width))
-        mask = arr == 255
-        if np.count_nonzero(arr) != np.count_nonzero(mask):
-            bad = np.unique(arr[(arr != 0) & (arr != 255)])
-            shown = ", ".join(str(int(v)) for v in bad[:5])
-            raise DataError(f"mask values must be 0 or 255, found {shown}", **where)
+        field = f"{LongRVOSPaths.ANNOTATIONS}/{track_id}/{name}.png"
+        arr = _masks.read_mask_png(path, video=self.video_id, field=field, shape=(self.height, self.width))
+        mask = arr != 0
+        if np.count_nonzero(arr == 255) != np.count_nonzero(mask):
+            frames, values = self._odd.setdefault(track_id, (set(), set()))
+            frames.add(name)
+            values.update(int(v) for v in np.unique(arr))
         return mask
+
+    def findings(self) -> list[Problem]:
+        """Warnings about what was decoded so far: objects whose PNGs hold values other than 0/255.
+
+        `longrvos validate` calls it after decoding every frame; one warning per object
+        lists the values found (e.g. ``[0, 128]``, or ``[0, 1]`` for 1-bit PNGs).
+        """
+        out = []
+        order = {n: i for i, n in enumerate(self.frame_names)}
+        for tid, (frames, values) in self._odd.items():
+            first = min(frames, key=order.__getitem__)
+            out.append(Problem(
+                "warning", f"{len(frames)} mask PNG(s) hold values other than 0 and 255 (e.g. {first}.png): "
+                f"values {sorted(values)}; any non-zero pixel is read as the object, as the official "
+                f"evaluation reads them (the official training takes only 255)",
+                str(self.folder / tid), self.video_id, f"{LongRVOSPaths.ANNOTATIONS}/{tid}"))
+        return out
 
     def masks(self, index: int) -> dict[str, np.ndarray]:
         out: dict[str, np.ndarray] = {}
@@ -172,6 +199,10 @@ class LongRVOSSplit(SplitReader):
     def video_ids(self) -> list[str]:
         return list(self._videos)
 
+    def metadata_files(self) -> list[Path]:
+        """The metadata files this split reads (`validate` checks every id in them)."""
+        return [self.meta_file]
+
     def _load(self, video_id: str) -> Video:
         meta_file = self.meta_file
         vid = check_id(video_id, file=meta_file, video=video_id, field="video_id")
@@ -201,10 +232,14 @@ class LongRVOSSplit(SplitReader):
         mask_source = None
         if self.annotated:
             folders = _object_folders(ann_dir, vid, self.problems)
+            first_mention: dict[str, str] = {}
             for e in expressions:
-                if e.track_ids[0] not in folders:
-                    raise DataError(f"expression names a missing object {e.track_ids[0]!r}: there is no folder "
-                                    f"{ann_dir / e.track_ids[0]}", field=f"expressions.{e.exp_id}.obj_id", **where)
+                first_mention.setdefault(e.track_ids[0], e.exp_id)
+            for tid, exp_id in first_mention.items():
+                if tid not in folders:
+                    self.problems.warning(f"object {tid!r} has no folder {ann_dir / tid}: it is read as absent "
+                                          "from every frame (all-empty masks, as the official evaluation "
+                                          "scores it)", field=f"expressions.{exp_id}.obj_id", **where)
             track_ids |= folders
         ordered = sorted(track_ids, key=_natural_key)
         if self.annotated:
@@ -255,11 +290,11 @@ def _object_folders(ann_dir: Path, video: str, problems: ProblemLog) -> set[str]
 def _split_folders(path: Path) -> dict[str, Path]:
     """``{split: folder}`` under a dataset root, or ``{name: path}`` for one split folder."""
     path = Path(path)
-    if (path / LongRVOSPaths.META).is_file():
+    if is_present(path / LongRVOSPaths.META):
         return {path.name: path}
     if not path.is_dir():
         return {}
-    found = {c.name: c for c in path.iterdir() if c.is_dir() and (c / LongRVOSPaths.META).is_file()}
+    found = {c.name: c for c in path.iterdir() if c.is_dir() and is_present(c / LongRVOSPaths.META)}
     order = {s: i for i, s in enumerate(LongRVOSPaths.SPLITS)}
     return dict(sorted(found.items(), key=lambda kv: (order.get(kv[0], len(order)), kv[0])))
 

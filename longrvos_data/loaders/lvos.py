@@ -14,6 +14,11 @@ On-disk layout (a dataset root holds split folders; a split folder may be passed
     {"videos": {"<video_id>": {"objects": {"<obj_id>": {
         "frame_range": {"start": "00000001", "end": "00002296", "frame_nums": 460}}}}}}
 
+The three metadata files download separately from the image zips and are often left at
+the dataset root, beside the split folders (``LVOS/valid_meta.json`` next to ``LVOS/valid/``,
+``val_`` and ``valid_`` prefixes alike): they are read there too, a split folder's own copy
+first (see `LVOSFiles`).
+
 Reading rules:
 
 - Frames are the image files of ``JPEGImages/<video_id>/`` in name order: the metadata
@@ -50,7 +55,7 @@ import numpy as np
 from .. import masks as _masks
 from ..errors import DataError, OnError, Problem, ProblemLog
 from ..schema import Expression, Frame, MaskSource, Track, Video, check_id
-from .base import Dataset, Detection, SplitReader, list_images, read_json, require
+from .base import Dataset, Detection, SplitReader, is_present, list_images, read_json, require
 
 log = logging.getLogger("longrvos_data")
 
@@ -154,17 +159,27 @@ class LVOSMasks(MaskSource):
 
 
 class LVOSFiles:
-    """The metadata files found in one split folder (None where absent)."""
+    """The metadata files of one split folder (None where absent).
 
-    def __init__(self, folder: Path) -> None:
+    Each file is looked for in the split folder, then (by its exact ``<split>_...`` name,
+    ``val``/``valid`` alike) in ``outer``, the dataset root: the metadata downloads
+    separately from the image zips and is often left there, beside the split folders.
+    Last, a folder whose one ``*_meta.json`` has another prefix is accepted.
+    """
+
+    def __init__(self, folder: Path, outer: Path | None = None) -> None:
         folder = Path(folder)
         prefixes = _ALIASES.get(folder.name, (folder.name,))
-        self.meta = _first(folder, [LVOSPaths.META.format(split=p) for p in prefixes] + [LVOSPaths.META_PLAIN],
+        meta = [LVOSPaths.META.format(split=p) for p in prefixes]
+        expression = [LVOSPaths.EXPRESSION_META.format(split=p) for p in prefixes]
+        attribute = [t.format(split=p) for p in prefixes for t in LVOSPaths.ATTRIBUTE_NAMES]
+        self.meta = _first(folder, meta + [LVOSPaths.META_PLAIN], outer, meta,
                            lambda n: n.endswith("_meta.json") and not n.endswith("_expression_meta.json"))
-        self.expression = _first(folder, [LVOSPaths.EXPRESSION_META.format(split=p) for p in prefixes],
-                                 lambda n: n.endswith("_expression_meta.json"))
-        self.attribute = _first(folder, [t.format(split=p) for p in prefixes for t in LVOSPaths.ATTRIBUTE_NAMES],
-                                lambda n: "attribute" in n and n.endswith(".json"))
+        self.expression = _first(folder, expression, outer, expression, lambda n: n.endswith("_expression_meta.json"))
+        self.attribute = _first(folder, attribute, outer, attribute, lambda n: "attribute" in n and n.endswith(".json"))
+        known = {*meta, LVOSPaths.META_PLAIN, *expression, *attribute}
+        # whether a file was found by its own name (not only as the folder's one *_meta.json)
+        self.by_name = any(f is not None and f.name in known for f in (self.meta, self.expression, self.attribute))
 
     @property
     def primary(self) -> Path | None:
@@ -175,14 +190,17 @@ class LVOSFiles:
         return self.primary is not None
 
 
-def _first(folder: Path, names: Sequence[str], fallback) -> Path | None:
-    """The first of ``names`` in ``folder``; else the only file matching ``fallback``."""
-    for n in names:
-        if (folder / n).is_file():
-            return folder / n
+def _first(folder: Path, names: Sequence[str], outer: Path | None, outer_names: Sequence[str],
+           fallback) -> Path | None:
+    """The first of ``names`` in ``folder``, else of ``outer_names`` in ``outer``; else the only
+    file of ``folder`` matching ``fallback``."""
+    for where, candidates in ((folder, names), (outer, outer_names if outer is not None else ())):
+        for n in candidates:
+            if is_present(where / n):
+                return where / n
     try:
         with os.scandir(folder) as it:
-            hits = sorted(e.name for e in it if e.is_file() and not e.name.startswith(".") and fallback(e.name))
+            hits = sorted(e.name for e in it if not e.is_dir() and not e.name.startswith(".") and fallback(e.name))
     except (FileNotFoundError, NotADirectoryError):
         return None
     return folder / hits[0] if len(hits) == 1 else None
@@ -226,6 +244,10 @@ class LVOSSplit(SplitReader):
 
     def video_ids(self) -> list[str]:
         return list(self._videos)
+
+    def metadata_files(self) -> list[Path]:
+        """The metadata files this split reads (`validate` checks every id in them)."""
+        return list(self._docs)
 
     def _load(self, video_id: str) -> Video:
         primary = self.files.primary
@@ -347,22 +369,36 @@ def _mask_files(folder: Path) -> frozenset[str] | None:
 
 
 # -- detection and loading -----------------------------------------------------------------------
+def _by_name(folder: Path, outer: Path | None = None) -> LVOSFiles | None:
+    """`LVOSFiles` of ``folder`` when one of them was found by its split-prefixed name."""
+    files = LVOSFiles(folder, outer)
+    return files if files.by_name else None
+
+
 def _split_folders(path: Path) -> dict[str, tuple[Path, LVOSFiles]]:
-    """``{split: (folder, files)}`` under a dataset root, or for one split folder."""
+    """``{split: (folder, files)}`` under a dataset root, or for one split folder.
+
+    In order: ``path`` is a split folder holding its own ``<split>_meta.json``; a root
+    whose split folders hold their metadata or have it beside them in the root
+    (``LVOS/valid_meta.json`` next to ``LVOS/valid/``); a split folder whose one meta file
+    has another prefix; a split folder whose metadata is beside it in its parent.
+    """
     path = Path(path)
     if not path.is_dir():
         return {}
-    own = LVOSFiles(path)
-    if own:
-        return {path.name: (path, own)}
+    if _by_name(path):
+        return {path.name: (path, LVOSFiles(path, path.parent))}   # files it lacks may sit beside it
     found = {}
     for child in path.iterdir():
         if child.is_dir() and not child.name.startswith("."):
-            files = LVOSFiles(child)
+            files = LVOSFiles(child, path)
             if files:
                 found[child.name] = (child, files)
-    order = {s: i for i, s in enumerate(LVOSPaths.SPLITS)}
-    return dict(sorted(found.items(), key=lambda kv: (order.get(kv[0], len(order)), kv[0])))
+    if found:
+        order = {s: i for i, s in enumerate(LVOSPaths.SPLITS)}
+        return dict(sorted(found.items(), key=lambda kv: (order.get(kv[0], len(order)), kv[0])))
+    own = LVOSFiles(path) or _by_name(path, path.parent)
+    return {path.name: (path, own)} if own else {}
 
 
 def detect(path: str | Path) -> Detection:
@@ -445,12 +481,15 @@ def load(path: str | Path, *, split: str | None = None, on_error: OnError = "rai
 
 
 def validate_extra(path: str | Path, *, split: str | None = None, checksums: bool = False) -> list[Problem]:
-    """Whole-video checks that per-frame decoding cannot make: frame ranges that name no frame.
+    """Whole-video checks that per-frame decoding cannot make: each object's ``frame_range``.
 
-    Reports (as warnings) a ``frame_range`` ``start`` or ``end`` that is not the number of
-    one of the video's frames (the evaluation iterates ``range(start, end, 5)``). Videos
-    that fail to load are left to the generic validation. ``checksums`` is accepted for
-    the common signature; LVOS publishes none.
+    The start frame holds the object's reference mask (the first-frame mask of the
+    semi-supervised protocol), so a start that is no frame of the video, or whose frame
+    image or (in an annotated split) mask PNG is missing, is an error. The evaluation
+    iterates ``range(start, end, 5)`` and never reaches ``end``: an end that is no frame
+    is a warning, an error only when it lies beyond the video's last frame. Videos that
+    fail to load are left to the generic validation. ``checksums`` is accepted for the
+    common signature; LVOS publishes none.
 
     Example:
         >>> for p in validate_extra("data/LVOS", split="valid"):
@@ -464,15 +503,45 @@ def validate_extra(path: str | Path, *, split: str | None = None, checksums: boo
                 video = reader.video(vid)
             except DataError:
                 continue
-            numbers = {int(n) for n in video.frame_names if n.isdigit()}
-            for t in video.tracks:
-                fr = t.meta["frame_range"]
-                for key in ("start", "end"):
-                    value = fr[key]
-                    if not (str(value).isdigit() and int(value) in numbers):
-                        found.append(Problem("warning", f"frame_range {key} {value!r} is not a frame of the video",
-                                             video.source_file, vid, f"objects.{t.track_id}.frame_range.{key}"))
+            found.extend(_frame_range_problems(reader, video))
     return found
+
+
+def _frame_range_problems(reader: LVOSSplit, video: Video) -> list[Problem]:
+    """`validate_extra`'s findings for one video's objects."""
+    vid = video.video_id
+    by_number = {int(n): n for n in video.frame_names if n.isdigit()}
+    width = max((len(n) for n in video.frame_names), default=8)
+    last = max(by_number, default=None)
+    image_dir = reader.root / LVOSPaths.IMAGES / vid
+    ann_dir = reader.root / LVOSPaths.ANNOTATIONS / vid
+    masks = video.mask_source.present if isinstance(video.mask_source, LVOSMasks) else frozenset()
+    out: list[Problem] = []
+
+    def add(level: str, message: str, track: str, key: str) -> None:
+        out.append(Problem(level, message, video.source_file, vid, f"objects.{track}.frame_range.{key}"))
+
+    for t in video.tracks:
+        fr = t.meta["frame_range"]
+        start, end = fr["start"], fr["end"]
+        if not str(start).isdigit():
+            add("error", f"frame_range start {start!r} is not a frame number", t.track_id, "start")
+        elif int(start) not in by_number:
+            expected = image_dir / f"{int(start):0{width}d}{LVOSPaths.FRAME_EXT}"
+            add("error", f"frame_range start {start!r} is not a frame of the video: there is no {expected} "
+                "(the start frame holds the object's reference mask)", t.track_id, "start")
+        elif reader.annotated and by_number[int(start)] not in masks:
+            png = ann_dir / f"{by_number[int(start)]}{LVOSPaths.MASK_EXT}"
+            add("error", f"the reference mask of frame_range start {start!r} is missing: there is no {png}",
+                t.track_id, "start")
+        if not str(end).isdigit():
+            add("error", f"frame_range end {end!r} is not a frame number", t.track_id, "end")
+        elif last is not None and int(end) > last:
+            add("error", f"frame_range end {end!r} is beyond the video's last frame {by_number[last]}",
+                t.track_id, "end")
+        elif int(end) not in by_number:
+            add("warning", f"frame_range end {end!r} is not a frame of the video", t.track_id, "end")
+    return out
 
 
 __all__ = ["NAME", "FPS", "VOID", "ATTRIBUTE_KEYS", "LVOSFiles", "LVOSMasks", "LVOSPaths", "LVOSSplit", "detect",

@@ -48,6 +48,7 @@ import numpy as np
 
 from .. import masks as _masks
 from ..errors import DataError
+from .base import check_rle_counts
 
 log = logging.getLogger("longrvos_data")
 
@@ -546,13 +547,17 @@ class MaskDictIndex:
         return self.read_many([key], video=video)[str(key)]
 
     def fetch_tracks(self, keys: Iterable[str], *, video: str, num_frames: int, height: int,
-                     width: int) -> dict[str, list]:
-        """``{key: [RLE | None per frame]}`` for one video, each RLE checked.
+                     width: int, lists: bool = False) -> dict[str, list]:
+        """``{key: [RLE | None per frame]}`` for one video, each RLE checked as `check_rle_list`
+        does (the counts of all ``keys`` in one pass).
+
+        With ``lists`` a frame's item may be a list of RLEs, returned as their union (ReVOS:
+        VISA's loader sums them); an empty list is an absent mask.
 
         Raises:
             DataError: a key is missing, a list's length differs from ``num_frames``, or an
-                item is neither null nor an RLE of size ``[height, width]``; the field is
-                ``mask_dict[<key>]`` or ``mask_dict[<key>][<t>]``.
+                item is neither null nor an RLE of size ``[height, width]`` whose counts decode
+                to H x W pixels; the field is ``mask_dict[<key>]`` or ``mask_dict[<key>][<t>]``.
         """
         keys = list(keys)
         try:
@@ -560,27 +565,55 @@ class MaskDictIndex:
         except KeyError as exc:
             raise DataError(f"anno_id {exc.args[0]} is not in the file", file=self.path, video=video,
                             field=f"mask_dict[{exc.args[0]}]") from None
-        return {key: check_rle_list(values[key], file=self.path, video=video, field=f"mask_dict[{key}]",
-                                    num_frames=num_frames, height=height, width=width) for key in keys}
+        rles: list[Mapping] = []
+        fields: list[str] = []
+        for key in keys:     # shapes key by key, then the counts of the whole video in one pass
+            _check_rle_shapes(values[key], file=self.path, video=video, field=f"mask_dict[{key}]",
+                              num_frames=num_frames, height=height, width=width, allow_lists=lists,
+                              rles=rles, fields=fields)
+        check_rle_counts(rles, fields, file=self.path, video=video)
+        out = {key: values[key] for key in keys}
+        if lists:
+            for seq in out.values():
+                for t, item in enumerate(seq):
+                    if isinstance(item, list):
+                        seq[t] = _masks.union(item)
+        return out
 
 
 def check_rle_list(value: Any, *, file: str | Path, video: str | None, field: str, num_frames: int,
                    height: int, width: int, allow_lists: bool = False) -> list:
     """Check ``value`` is ``[RLE | None] * num_frames`` with every RLE of size ``[height, width]``.
 
-    With ``allow_lists`` an item may also be a list of RLEs (ReVOS foreground masks).
+    Each RLE's counts are checked too (`base.check_rle_counts`: they decode and sum to
+    H x W, all of the list in one pass), so that a corrupt entry is an error naming its
+    place here and not a hang or garbage pixels in pycocotools later. With ``allow_lists``
+    an item may also be a list of RLEs (ReVOS: their union is meant).
 
     Returns:
         ``value`` itself.
 
     Raises:
-        DataError: naming ``file``, ``video`` and ``field`` (``field[t]`` for one item).
+        DataError: naming ``file``, ``video`` and ``field`` (``field[t]`` for frame ``t``'s item,
+            ``field[t][j]`` for an RLE of a list).
 
     Example:
         >>> check_rle_list([None], file="m.json", video="v", field="mask_dict[3]", num_frames=1,
         ...                height=4, width=6)
         [None]
     """
+    rles: list[Mapping] = []
+    fields: list[str] = []
+    _check_rle_shapes(value, file=file, video=video, field=field, num_frames=num_frames, height=height,
+                      width=width, allow_lists=allow_lists, rles=rles, fields=fields)
+    check_rle_counts(rles, fields, file=file, video=video)
+    return value
+
+
+def _check_rle_shapes(value: Any, *, file: str | Path, video: str | None, field: str, num_frames: int,
+                      height: int, width: int, allow_lists: bool, rles: list, fields: list) -> None:
+    """`check_rle_list` but for the counts: appends each RLE and its field to ``rles`` and
+    ``fields``, for one `check_rle_counts` of many lists."""
     if not isinstance(value, list):
         raise DataError(f"expected a list of RLE or null per frame, got {type(value).__name__}",
                         file=file, video=video, field=field)
@@ -590,15 +623,17 @@ def check_rle_list(value: Any, *, file: str | Path, video: str | None, field: st
     for t, rle in enumerate(value):
         if rle is None:
             continue
-        items = rle if (allow_lists and isinstance(rle, list)) else [rle]
-        for item in items:
+        listed = allow_lists and isinstance(rle, list)
+        for j, item in enumerate(rle if listed else [rle]):
+            where = f"{field}[{t}][{j}]" if listed else f"{field}[{t}]"
             if not _masks.is_rle(item):
                 raise DataError("expected an RLE ({'size': [H, W], 'counts': ...}) or null",
-                                file=file, video=video, field=f"{field}[{t}]")
+                                file=file, video=video, field=where)
             if list(item["size"]) != [height, width]:
                 raise DataError(f"RLE size {list(item['size'])} differs from the video's [{height}, {width}]",
-                                file=file, video=video, field=f"{field}[{t}]")
-    return value
+                                file=file, video=video, field=where)
+            rles.append(item)
+            fields.append(where)
 
 
 # -- writing -----------------------------------------------------------------------------------

@@ -33,7 +33,8 @@ How records are built:
 - Size: ``height``/``width`` from the video's entry when present, else the first frame's
   JPEG header. Other video fields (``vid_id``, ...) go to ``Video.meta`` verbatim, other
   expression fields to ``Expression.meta``.
-- Version: ``meta_expressions_v2.json`` is read when present (``Dataset.version`` "v2");
+- Version: ``meta_expressions_v2.json`` (``meta_expressions_v2_release.json`` in the v2
+  ``valid`` split) is read when present (``Dataset.version`` "v2");
   ``load(..., version="v1")`` reads ``meta_expressions.json`` instead. With only
   ``meta_expressions.json`` the version is None: the file name is the same in both
   releases and a v1-looking file may be a v2 split without no-target expressions, so
@@ -48,7 +49,8 @@ from typing import Any, Iterator
 from .. import masks as _masks
 from ..errors import DataError, LongRVOSError, OnError, ProblemLog
 from ..schema import Expression, Frame, RLEMaskSource, Track, Video, check_id
-from .base import Dataset, Detection, SplitReader, match_frames, read_json, require
+from .base import (Dataset, Detection, SplitReader, is_present, match_frames, read_json, require,
+                   require_regular_file)
 from .mask_dict import MaskDictIndex, open_index
 
 log = logging.getLogger("longrvos_data")
@@ -61,6 +63,10 @@ class MeViSPaths:
 
     META = "meta_expressions.json"
     META_V2 = "meta_expressions_v2.json"
+    # Every name a v2 expression file has, in order of preference: the Hub's ``valid`` split
+    # ships ``meta_expressions_v2_release.json`` (the name third-party preparation scripts
+    # read; the authors do not state it), the other splits ``meta_expressions_v2.json``.
+    META_V2_NAMES = (META_V2, "meta_expressions_v2_release.json")
     MASK_DICT = "mask_dict.json"
     FRAMES = "JPEGImages"
     SPLITS = ("train", "valid_u", "valid")
@@ -116,6 +122,7 @@ class MaskDictSplit(SplitReader):
     dataset = NAME
     VIDEO_KEYS: tuple[str, ...] = ("frames", "expressions", "height", "width")
     EXPRESSION_KEYS: tuple[str, ...] = ("exp", "obj_id", "anno_id")
+    RLE_LISTS = False  # whether a mask_dict item may be a list of RLEs (their union)
 
     def __init__(self, root: Path, split: str, *, problems: ProblemLog, meta_file: Path, mask_dict: Path | None,
                  frames_root: Path, in_totals: bool = True) -> None:
@@ -141,6 +148,10 @@ class MaskDictSplit(SplitReader):
 
     def video_ids(self) -> list[str]:
         return list(self._meta())
+
+    def metadata_files(self) -> list[Path]:
+        """The metadata files this split reads (`validate` checks every id in them)."""
+        return [self.meta_file]
 
     def _split_names_objects(self) -> bool:
         """True when some expression of the split has a non-empty ``obj_id`` or ``anno_id``."""
@@ -266,7 +277,7 @@ class MaskDictSplit(SplitReader):
                                 field=f"expressions.{exp_id}.anno_id")
         keys = list(anno_tracks)
         return RLEMaskSource(lambda: index.fetch_tracks(keys, video=vid, num_frames=num_frames, height=height,
-                                                        width=width))
+                                                        width=width, lists=self.RLE_LISTS))
 
 
 class MeViSSplit(MaskDictSplit):
@@ -287,8 +298,16 @@ class MeViSSplit(MaskDictSplit):
 
 
 # -- detection and loading ---------------------------------------------------------------------
+def v2_meta(folder: Path) -> Path | None:
+    """The split's v2 expression file (the first of `MeViSPaths.META_V2_NAMES` present), or None."""
+    for name in MeViSPaths.META_V2_NAMES:
+        if is_present(folder / name):
+            return folder / name
+    return None
+
+
 def _has_meta(folder: Path) -> bool:
-    return (folder / MeViSPaths.META).is_file() or (folder / MeViSPaths.META_V2).is_file()
+    return is_present(folder / MeViSPaths.META) or v2_meta(folder) is not None
 
 
 def split_folders(path: Path) -> dict[str, Path]:
@@ -312,6 +331,7 @@ def split_folders(path: Path) -> dict[str, Path]:
 def _peek_videos(meta: Path, limit: int = 5) -> Iterator[tuple[str, Any]]:
     """The first ``limit`` videos of a meta file, streamed (the file is not read whole)."""
     import ijson
+    require_regular_file(meta)  # never open a FIFO (it blocks) or a device
     with open(meta, "rb") as fh:
         for n, item in enumerate(ijson.kvitems(fh, "videos", use_float=True)):
             if n >= limit:
@@ -389,8 +409,8 @@ def load(path: str | Path, *, split: str | None = None, on_error: OnError = "rai
         path: ``mevis/`` (holding ``train``, ``valid_u``, ``valid``) or one split folder.
         split: read only this split.
         on_error: ``"raise"`` or ``"skip"`` (bad videos are recorded and left out).
-        version: ``"v1"`` reads ``meta_expressions.json``, ``"v2"`` ``meta_expressions_v2.json``;
-            None prefers the v2 file where a split has both.
+        version: ``"v1"`` reads ``meta_expressions.json``, ``"v2"`` ``meta_expressions_v2.json``
+            (or ``meta_expressions_v2_release.json``); None prefers the v2 file where a split has both.
 
     Returns:
         A `Dataset` whose ``version`` is "v1"/"v2" when asked for or when a v2 file was
@@ -419,13 +439,16 @@ def load(path: str | Path, *, split: str | None = None, on_error: OnError = "rai
     splits: dict[str, SplitReader] = {}
     chosen: set[str] = set()
     for name, folder in folders.items():
-        v1, v2 = folder / MeViSPaths.META, folder / MeViSPaths.META_V2
-        if version == "v1" or (version is None and not v2.is_file()):
+        v1, v2 = folder / MeViSPaths.META, v2_meta(folder)
+        if version == "v1" or (version is None and v2 is None):
+            if not v1.is_file():
+                raise DataError(f"no {v1.name} for version {version}", file=folder, field="version")
             meta = v1
+        elif v2 is None:
+            raise DataError(f"no {' or '.join(MeViSPaths.META_V2_NAMES)} for version {version}", file=folder,
+                            field="version")
         else:
             meta = v2
-        if not meta.is_file():
-            raise DataError(f"no {meta.name} for version {version}", file=folder, field="version")
         chosen.add("v2" if meta == v2 else "v1")
         splits[name] = MeViSSplit(folder, name, problems=problems, meta_file=meta,
                                   mask_dict=folder / MeViSPaths.MASK_DICT, frames_root=folder / MeViSPaths.FRAMES)
@@ -435,4 +458,5 @@ def load(path: str | Path, *, split: str | None = None, on_error: OnError = "rai
     return Dataset(format=NAME, root=path, splits=splits, version=found, problems=problems)
 
 
-__all__ = ["MeViSPaths", "MaskDictSplit", "MeViSSplit", "NAME", "detect", "int_list", "load", "split_folders"]
+__all__ = ["MeViSPaths", "MaskDictSplit", "MeViSSplit", "NAME", "detect", "int_list", "load", "split_folders",
+           "v2_meta"]

@@ -28,7 +28,10 @@ Canonical mapping:
   key is this package's own extension (written by `longrvos_data.converters.ref_youtube_vos`
   for expressions converted from formats with kinds); the official files never carry it.
 - ``valid`` = valid file minus the test file's videos (the official loaders' filter); ``test``
-  comes from the test file.
+  comes from the test file. Without a test file a ``valid`` split is a `DataError` naming the
+  missing file (the release's valid file lists the 305 test videos too, and nothing else tells
+  them apart). A test file listing no video (what this package's writer puts beside a valid
+  split written without test) gives no test split.
 - frames are read in sorted order of their names, as every official loader does; fps is 6.0
   when the names step by 5 (30-fps numbering of every 5th frame), else None.
 - a frame without annotation PNG has every object absent; an object is absent from a frame
@@ -47,7 +50,8 @@ from PIL import Image
 from .. import masks as _masks
 from ..errors import DataError, OnError, ProblemLog
 from ..schema import KINDS, Expression, Frame, MaskSource, Track, Video, check_id
-from .base import Dataset, Detection, SplitReader, match_frames, read_json, require
+from .base import (Dataset, Detection, SplitReader, is_present, match_frames, read_json, require,
+                   require_regular_file)
 
 log = logging.getLogger("longrvos_data")
 
@@ -85,6 +89,7 @@ class _SplitFiles:
     folder: Path
     image_dirs: tuple[Path, ...]
     exclude_file: Path | None
+    exclude_expected: Path | None = None   # where the test file should be, for a valid split
 
 
 @dataclass(frozen=True)
@@ -107,7 +112,11 @@ def _split_files(root: Path, name: str, meta_file: Path) -> _SplitFiles:
     if name == P.TEST:
         image_dirs += [root / v / P.IMAGES for v in P.VALID_NAMES]
     exclude = _meta_file(root, P.TEST) if name in P.VALID_NAMES else None
-    return _SplitFiles(name, meta_file, folder, tuple(image_dirs), exclude)
+    expected = None
+    if name in P.VALID_NAMES:
+        standard = meta_file == root / P.META_DIR / name / P.META_FILE
+        expected = root / P.META_DIR / P.TEST / P.META_FILE if standard else root / P.TEST / P.META_FILE
+    return _SplitFiles(name, meta_file, folder, tuple(image_dirs), exclude, expected)
 
 
 def _subdirs(path: Path) -> list[Path]:
@@ -121,15 +130,15 @@ def _find_layout(path: Path) -> _Layout | None:
     """The splits under ``path`` (a root or one split folder), or None when there are none."""
     meta_dir = path / P.META_DIR
     if meta_dir.is_dir():
-        found = {d.name: d / P.META_FILE for d in _subdirs(meta_dir) if (d / P.META_FILE).is_file()}
+        found = {d.name: d / P.META_FILE for d in _subdirs(meta_dir) if is_present(d / P.META_FILE)}
         if found:
             return _Layout(path, "standard", {n: _split_files(path, n, f) for n, f in found.items()})
-    if (path / P.META_FILE).is_file():      # one split folder, fork style
+    if is_present(path / P.META_FILE):      # one split folder, fork style
         return _Layout(path.parent, "fork", {path.name: _split_files(path.parent, path.name, path / P.META_FILE)})
     standard = path.parent / P.META_DIR / path.name / P.META_FILE
-    if standard.is_file():                   # one split folder of the standard layout
+    if is_present(standard):                 # one split folder of the standard layout
         return _Layout(path.parent, "standard", {path.name: _split_files(path.parent, path.name, standard)})
-    found = {d.name: d / P.META_FILE for d in _subdirs(path) if (d / P.META_FILE).is_file()}
+    found = {d.name: d / P.META_FILE for d in _subdirs(path) if is_present(d / P.META_FILE)}
     if found:
         return _Layout(path, "fork", {n: _split_files(path, n, f) for n, f in found.items()})
     return None
@@ -177,6 +186,7 @@ def _peek_videos(path: Path, count: int) -> list[tuple[str, Any]]:
     import ijson
 
     out: list[tuple[str, Any]] = []
+    require_regular_file(path)  # never open a FIFO (it blocks) or a device
     with open(path, "rb") as fh:
         for vid, entry in ijson.kvitems(fh, "videos", use_float=True):
             out.append((vid, entry))
@@ -443,6 +453,11 @@ class RefYouTubeVOSSplit(SplitReader):
 
     def index(self) -> _SplitIndex:
         if self._index is None:
+            if self.files.exclude_expected is not None and self.files.exclude_file is None:
+                raise DataError(f"the test expression file is missing: {self.files.meta_file} lists the test "
+                                "videos too (507 = 202 valid + 305 test in the release), and only the test file "
+                                "tells them apart; put the release's test meta_expressions.json there",
+                                file=self.files.exclude_expected, field="videos")
             videos = _read_videos(self.files.meta_file)
             excluded: set[str] = set()
             if self.files.exclude_file is not None:
@@ -463,6 +478,11 @@ class RefYouTubeVOSSplit(SplitReader):
 
     def video_ids(self) -> list[str]:
         return list(self.index().video_ids)
+
+    def metadata_files(self) -> list[Path]:
+        """The metadata files this split reads (`validate` checks every id in them)."""
+        objects = self.files.folder / P.OBJECTS
+        return [f for f in (self.files.meta_file, self.files.exclude_file, objects) if f is not None and f.is_file()]
 
     def _image_dir(self, video_id: str) -> Path:
         for folder in self.files.image_dirs:
@@ -572,6 +592,16 @@ class RefYouTubeVOSSplit(SplitReader):
                      mask_source=source, source_file=str(file))
 
 
+def _empty_test(files: _SplitFiles) -> bool:
+    """A test file listing no video: it only says that the valid file lists no test video."""
+    if files.name != P.TEST:
+        return False
+    try:
+        return _peek_videos(files.meta_file, 1) == []
+    except Exception:  # noqa: BLE001 - a broken file is reported when the split is read
+        return False
+
+
 def _has_frames(files: _SplitFiles, problems: ProblemLog) -> bool:
     """Whether a split's frames are on disk (the expression files of all splits ship together)."""
     if files.image_dirs[0].is_dir():
@@ -622,7 +652,7 @@ def load(path: str | Path, *, split: str | None = None, on_error: OnError = "rai
             raise DataError(f"no split {split!r}; found {sorted(layout.splits)}", file=path, field="split")
         chosen = {split: layout.splits[split]}
     else:
-        chosen = {n: f for n, f in layout.splits.items() if _has_frames(f, problems)}
+        chosen = {n: f for n, f in layout.splits.items() if not _empty_test(f) and _has_frames(f, problems)}
     readers: dict[str, SplitReader] = {n: RefYouTubeVOSSplit(f, problems=problems) for n, f in chosen.items()}
     return Dataset(NAME, path, readers, version=None, problems=problems)
 

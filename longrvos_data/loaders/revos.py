@@ -44,7 +44,7 @@ import numpy as np
 from .. import masks as _masks
 from ..errors import DataError, LongRVOSError, OnError, Problem, ProblemLog
 from ..schema import Video
-from .base import Dataset, Detection, SplitReader
+from .base import Dataset, Detection, SplitReader, is_present
 from .mask_dict import check_rle_list, open_index
 from .mevis import MaskDictSplit, _peek_videos
 
@@ -102,7 +102,7 @@ def meta_files(root: Path) -> dict[str, Path]:
         return found
     for p in entries:
         n = p.name
-        if (p.is_file() and n.startswith(ReVOSPaths.META_PREFIX) and n.endswith(ReVOSPaths.META_SUFFIX)
+        if (is_present(p) and n.startswith(ReVOSPaths.META_PREFIX) and n.endswith(ReVOSPaths.META_SUFFIX)
                 and len(n) > len(ReVOSPaths.META_PREFIX) + len(ReVOSPaths.META_SUFFIX)):
             found[n[len(ReVOSPaths.META_PREFIX):-len(ReVOSPaths.META_SUFFIX)]] = p
     order = {name: i for i, name in enumerate(ReVOSPaths.SPLITS)}
@@ -115,6 +115,7 @@ class ReVOSSplit(MaskDictSplit):
     format = NAME
     dataset = NAME
     EXPRESSION_KEYS = ("exp", "obj_id", "anno_id", "type_id")
+    RLE_LISTS = True  # a mask_dict item may be a list of RLEs: VISA's loader sums them
 
     def _kind(self, exp: dict, *, track_ids: tuple[str, ...], withheld: bool, vid: str, where: str) -> tuple[str, Any]:
         type_id = exp.get("type_id")

@@ -36,7 +36,7 @@ from typing import Any
 from .. import masks as _masks
 from ..errors import DataError, OnError, ProblemLog
 from ..schema import Frame, RLEMaskSource, Track, Video, check_id
-from .base import Dataset, Detection, SplitReader, list_images, read_json
+from .base import Dataset, Detection, SplitReader, check_rle_counts, list_images, read_json
 
 log = logging.getLogger("longrvos_data")
 
@@ -177,7 +177,8 @@ class SOLASplit(SplitReader):
 
 def _tracks(masklets: list[tuple[Path, dict]], track_ids: list[str], height: int, width: int,
             video: str) -> dict[str, list]:
-    """``{track_id: [RLE | None per frame]}``; empty RLEs become None (absent)."""
+    """``{track_id: [RLE | None per frame]}``; empty RLEs become None (absent). Each RLE is
+    checked for shape, size and counts (`base.check_rle_counts`, one masklet file at once)."""
     out: dict[str, list] = {}
     for (path, data), tid in zip(masklets, track_ids):
         seq = data["rle"]
@@ -190,6 +191,7 @@ def _tracks(masklets: list[tuple[Path, dict]], track_ids: list[str], height: int
                 raise DataError(f"RLE size {rle['size']} is not the video's [{height}, {width}]", file=path,
                                 video=video, field=f"rle[{t}]")
         present = [t for t, r in enumerate(seq) if r is not None]
+        check_rle_counts([seq[t] for t in present], [f"rle[{t}]" for t in present], file=path, video=video)
         areas = _masks.area([seq[t] for t in present])
         out[tid] = [None] * len(seq)
         for t, a in zip(present, areas):

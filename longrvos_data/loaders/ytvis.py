@@ -53,7 +53,8 @@ from typing import Any, Iterable
 from .. import masks as _masks
 from ..errors import DataError, OnError, ProblemLog
 from ..schema import Frame, RLEMaskSource, Track, Video, check_id
-from .base import Dataset, Detection, SplitReader, match_frames, read_json
+from .base import (Dataset, Detection, SplitReader, check_rle_counts, match_frames, read_json,
+                   require_regular_file)
 
 log = logging.getLogger("longrvos_data")
 
@@ -111,6 +112,7 @@ def _peek(json_file: Path, max_events: int = 20000) -> tuple[set[str], str | Non
     keys: set[str] = set()
     videos_type: str | None = None
     first: set[str] = set()
+    require_regular_file(json_file)  # never open a FIFO (it blocks) or a device
     with open(json_file, "rb") as fh:
         for n, (prefix, event, value) in enumerate(ijson.parse(fh)):
             if prefix == "" and event == "map_key":
@@ -368,8 +370,11 @@ class YTVISSplit(SplitReader):
 
 def _segmentations(anns: Iterable[dict], track_ids: list[str], num_frames: int, height: int, width: int,
                    file: Path, video: str) -> dict[str, list]:
-    """``{track_id: [RLE | None per frame]}`` checked for length, RLE shape and size."""
+    """``{track_id: [RLE | None per frame]}`` checked for length, RLE shape, size and counts
+    (`base.check_rle_counts`, the whole video at once)."""
     out: dict[str, list] = {}
+    rles: list[dict] = []
+    fields: list[str] = []
     for ann, tid in zip(anns, track_ids):
         f = f"annotations[id={ann.get('id')}].segmentations"
         segs = ann.get("segmentations")
@@ -387,7 +392,10 @@ def _segmentations(anns: Iterable[dict], track_ids: list[str], num_frames: int, 
             if [int(x) for x in seg["size"]] != [height, width]:
                 raise DataError(f"RLE size {seg['size']} is not the video's [{height}, {width}]", file=file,
                                 video=video, field=f"{f}[{t}]")
+            rles.append(seg)
+            fields.append(f"{f}[{t}]")
         out[tid] = segs
+    check_rle_counts(rles, fields, file=file, video=video)
     return out
 
 

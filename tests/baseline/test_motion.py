@@ -172,3 +172,20 @@ def test_one_reference_frame_keeps_vectors_per_frame(tmp_path):
     three = _square_ratios(motion.extract(video, MotionParams(refs=3)), 256)
     assert np.all(np.abs(one - 1) < 0.3)
     assert np.count_nonzero(np.abs(three - 2) < 0.3) >= 10
+
+
+def test_on_error_skip_writes_the_good_videos_and_exits_3(tmp_path):
+    root = tmp_path / "long_rvos"
+    videos = {}
+    for vid in ("good", "bad"):
+        moving_square(root / "valid" / "JPEGImages" / vid, frames=3, height=96, width=128)
+        videos[vid] = {"frames": [f"{t:05d}" for t in range(3)],
+                       "expressions": {"0": {"exp": "the square", "obj_id": 1, "type": "dynamic"}}}
+    (root / "valid" / "meta_expressions.json").write_text(json.dumps({"videos": videos}))
+    (root / "valid" / "JPEGImages" / "bad" / "00001.png").write_bytes(b"not an image")
+    out = tmp_path / "motion"
+    run = subprocess.run([sys.executable, "-m", "longrvos_data.cli", "baseline", "extract-motion", str(root),
+                          "--out", str(out), "--on-error", "skip"], capture_output=True, text=True)
+    assert run.returncode == 3, run.stderr
+    assert "1 skipped (--on-error skip), not written" in run.stderr and "'bad'" in run.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["good.npz"]

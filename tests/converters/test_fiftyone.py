@@ -461,3 +461,99 @@ def test_fresh_config_reaches_the_same_database_from_any_directory(tmp_path):
                   for p in psutil.process_iter(["cmdline"])):
             assert time.monotonic() < deadline, "FiftyOne's mongod outlived its clients"
             time.sleep(0.5)
+
+
+# -- mask files follow their dataset; views; --on-error skip; --launch and Ctrl-C -----------
+def _pngs(folder: Path) -> list[Path]:
+    return sorted(folder.rglob("*.png")) if folder.exists() else []
+
+
+def test_overwrite_and_delete_remove_the_mask_files_written_for_the_dataset(fo, name, tmp_path):
+    first, second = tmp_path / "m1", tmp_path / "m2"
+    lfo.write({"valid": [hand_video(tmp_path)]}, first, name=name, progress=False)
+    assert [p.relative_to(first).as_posix() for p in _pngs(first)] == [
+        "handset/valid/vidH/gt/000000_0.png", "handset/valid/vidH/gt/000000_1.png",
+        "handset/valid/vidH/gt/000002_0.png"]
+    (first / "notes.txt").write_text("mine")  # not written by longrvos: kept
+    lfo.write({"valid": [hand_video(tmp_path)]}, second, name=name, overwrite=True, progress=False)
+    assert _pngs(first) == [] and sorted(p.name for p in first.iterdir()) == ["notes.txt"]
+    assert len(_pngs(second)) == 3
+    assert fo.load_dataset(name).info["longrvos"]["masks_dirs"] == [str(second.resolve())]
+    assert lfo.delete(name) is True
+    assert not fo.dataset_exists(name) and not second.exists()
+    assert lfo.delete(name) is False
+
+
+def test_cli_overwrite_removes_the_old_masks_and_views_list_the_expression_view(fo, name, tmp_path, capsys):
+    src = generate("long_rvos", tmp_path / "src", num_videos=2, num_frames=3, splits=("valid",))
+    old, new = tmp_path / "old", tmp_path / "new"
+    assert cli_main(["fiftyone", str(src), "--name", name, "--masks-dir", str(old), "--no-progress"]) == 0
+    written = len(_pngs(old))
+    assert written == sum(1 for v in load(src)["valid"] for i in range(v.num_frames)
+                          for a in v.frame_areas(i).values() if a > 0)
+    capsys.readouterr()
+    assert cli_main(["fiftyone", str(src), "--name", name, "--masks-dir", str(new), "--overwrite",
+                     "--expression", "va00v001/2"]) == 0
+    out = capsys.readouterr().out
+    assert not old.exists() and len(_pngs(new)) == written
+    views = fo.load_dataset(name).list_saved_views()
+    assert "expression" in views
+    assert out.splitlines()[-1] == "saved views: " + ", ".join(
+        [v for v in views if v != "expression"] + ["expression"])
+    assert cli_main(["fiftyone", str(src), "--name", name, "--masks-dir", str(new), "--json",
+                     "--expression", "va00v001/2"]) == 0
+    assert json.loads(capsys.readouterr().out)["views"][-1] == "expression"
+
+
+def test_cli_skip_lists_the_video_left_out_and_exits_3(fo, name, tmp_path, capsys):
+    src = generate("long_rvos", tmp_path / "src", num_videos=3, num_frames=3, splits=("valid",))
+    bad = "va00v001"
+    next((src / "valid" / "JPEGImages" / bad).glob("*.jpg")).unlink()
+    code = cli_main(["fiftyone", str(src), "--name", name, "--masks-dir", str(tmp_path / "m"), "--json",
+                     "--on-error", "skip"])
+    captured = capsys.readouterr()
+    assert code == 3
+    report = json.loads(captured.out)
+    assert (report["videos"], [p["video"] for p in report["skipped"]]) == (2, [bad])
+    assert sorted(fo.load_dataset(name).distinct("video_id")) == ["va00v000", "va00v002"]
+    lines = captured.err.splitlines()
+    assert lines[0] == "longrvos fiftyone: 1 skipped (--on-error skip), not imported:"
+    assert len(lines) == 2 and repr(bad) in lines[1]
+
+
+@pytest.mark.slow
+def test_launch_stops_the_app_when_interrupted(fo, name, tmp_path):
+    """Ctrl-C (SIGINT to the command's process group) ends the command and the App server."""
+    import signal
+    import socket
+    psutil = pytest.importorskip("psutil")
+    src = generate("long_rvos", tmp_path / "src", num_videos=1, num_frames=3, splits=("valid",))
+    port = lfo._free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "longrvos_data.cli", "fiftyone", str(src), "--name", name,
+                             "--masks-dir", str(tmp_path / "m"), "--launch", "--port", str(port)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+    def listening() -> bool:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return True
+        except OSError:
+            return False
+
+    try:
+        deadline = time.monotonic() + 240
+        while not listening():
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read() if proc.poll() else "slow"
+            time.sleep(0.5)
+        servers = psutil.Process(proc.pid).children(recursive=True)
+        assert servers
+        os.killpg(proc.pid, signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 130 and err.splitlines()[-1] == "interrupted", err
+        psutil.wait_procs(servers, timeout=60)
+        assert [s.pid for s in servers if s.is_running() and s.status() != psutil.STATUS_ZOMBIE] == []
+        assert not listening()
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()

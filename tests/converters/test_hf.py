@@ -268,12 +268,31 @@ def test_split_names_do_not_capture_each_other(tmp_path):
     assert {s: len(r) for s, r in ds.splits.items()} == {"train": 2, "train_sub": 1}
 
 
-def test_empty_split_gets_one_empty_shard_per_config(tmp_path):
+LOAD_EVERY_SPLIT = textwrap.dedent("""
+    import json, sys
+    import datasets
+    out = sys.argv[1]
+    got = {}
+    for config in ("expressions", "frames", "videos"):
+        for split, ds in datasets.load_dataset(out, config, cache_dir=sys.argv[2]).items():
+            got[f"{config}/{split}"] = len(ds)
+    print(json.dumps(got))
+""")
+
+
+def test_empty_split_is_left_out_and_every_declared_split_loads(tmp_path):
+    # before: the card declared "valid" with an empty shard, and load_dataset failed for every
+    # config with 'Instruction "valid" corresponds to no data!'
     hf.write({"train": hand.videos(tmp_path / "src"), "valid": []}, tmp_path / "out")
-    for config in hf.CONFIGS:
-        shard = tmp_path / f"out/data/{config}/valid-00000-of-00001.parquet"
-        assert pq.ParquetFile(shard).metadata.num_rows == 0
-    assert len(load(tmp_path / "out", format="hf")["valid"]) == 0
+    assert not list((tmp_path / "out/data").rglob("valid-*"))
+    assert hf_loader.read_card(tmp_path / "out").splits == ["train"]
+    assert "Left out, as they have no videos: valid." in (tmp_path / "out/README.md").read_text()
+    done = subprocess.run([sys.executable, "-c", LOAD_EVERY_SPLIT, str(tmp_path / "out"), str(tmp_path / "hfc")],
+                          capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == {
+        "expressions/train": 4, "frames/train": 5, "videos/train": 2}
+    assert set(load(tmp_path / "out", format="hf").splits) == {"train"}
 
 
 KILL_SCRIPT = textwrap.dedent("""
@@ -473,7 +492,7 @@ def test_detect_accepts_the_output_and_explains_a_rejection(tmp_path):
     other.mkdir()
     (other / "README.md").write_text("---\nconfigs:\n- config_name: default\n  data_files: x.csv\n---\n")
     rejected = hf_loader.detect(other)
-    assert rejected.confidence == 0 and "expressions" in rejected.reasons[0]
+    assert rejected.confidence == 0 and rejected.reasons == ("no README.md with a 'longrvos' section beside data/",)
     assert hf_loader.detect(tmp_path / "src").confidence == 0
 
 
@@ -488,6 +507,24 @@ def test_loader_refuses_a_track_whose_mask_list_has_the_wrong_length(tmp_path):
     with pytest.raises(DataError, match="1 masks for 2 frames") as err:
         load(tmp_path / "out", format="hf")["train"].video("v2")
     assert err.value.field == "tracks[x].rles" and err.value.file == str(shard)
+
+
+def test_loader_names_file_video_and_field_of_bad_rle_counts(tmp_path):
+    """Before: the codec's bare "RLE counts sum to 2 pixel(s), not 2x2 = 4", no file or video."""
+    hf.write({"train": hand.videos(tmp_path / "src")}, tmp_path / "out")
+    shard = tmp_path / "out/data/videos/train-00000-of-00001.parquet"
+    table = pq.read_table(shard)
+    rows = table.to_pylist()
+    (t, rle), = [(t, r) for t, r in enumerate(rows[1]["tracks"][0]["rles"]) if r is not None][-1:]
+    h, w = rle["size"]
+    rows[1]["tracks"][0]["rles"][t] = {**rle, "counts": "02"}
+    import pyarrow as pa
+    pq.write_table(pa.Table.from_pylist(rows, schema=table.schema), shard)
+    video = load(tmp_path / "out", format="hf")["train"].video(rows[1]["video_id"])
+    with pytest.raises(DataError) as err:
+        video.frame_areas(0)              # the whole video is checked at once
+    assert str(err.value) == (f"{shard}: video '{rows[1]['video_id']}': field 'tracks[{rows[1]['tracks'][0]['track_id']}]"
+                              f".rles[{t}]': RLE counts sum to 2 pixel(s), not {h}x{w} = {h * w}")
 
 
 def test_loader_refuses_a_card_listing_a_missing_shard(tmp_path):
@@ -510,3 +547,115 @@ def test_encode_matches_the_pycocotools_reference(shape):
     if shape[1] > 2:
         sub = m[:, ::2]       # not C-contiguous: the plain path
         assert masks.encode(sub)["counts"] == coco.encode(np.asfortranarray(sub, dtype=np.uint8))["counts"].decode()
+
+
+# -- conversion safety: frame structure, skips in the card, no resume file, splits added ---------
+def _lr_source(tmp_path):
+    return generate("long_rvos", tmp_path / "src", num_videos=3, num_frames=3, splits=["train", "valid"])
+
+
+def _frame(src, split="train", video="tr00v001", index=1):
+    return load(src)[split].video(video).frames[index].path
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda b: b[:-2], "frame is not a complete JPEG: it does not end with the end-of-image marker FF D9 (truncated?)"),
+    (lambda b: b[: len(b) // 2], "frame is not a complete JPEG: it does not end with the end-of-image marker FF D9 "
+                                 "(truncated?)"),
+    (lambda b: b"GIF89a" + b[6:], "frame is neither a JPEG nor a PNG (it starts with '47 49 46 38 39 61 4a 46')"),
+    (lambda b: b[:2] + b"\xff\xda" + b[4:], "frame is not a readable JPEG: no frame header (SOF marker) before the "
+                                           "image data"),
+])
+def test_a_frame_failing_the_structural_check_is_refused(tmp_path, capsys, damage, message):
+    # before: the damaged bytes were embedded and the conversion exited 0
+    src = _lr_source(tmp_path)
+    frame = _frame(src)
+    frame.write_bytes(damage(frame.read_bytes()))
+    code = cli_main(["convert", str(src), "--to", "hf", str(tmp_path / "out"), "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.splitlines()[-1] == f"longrvos convert: error: {frame}: video 'tr00v001': field 'frames[1]': {message}"
+
+
+def _jpeg(width, height):
+    from io import BytesIO
+
+    from PIL import Image as PILImage
+    buf = BytesIO()
+    PILImage.new("RGB", (width, height), (9, 9, 9)).save(buf, format="JPEG")
+    return buf.getvalue()
+
+
+def test_a_frame_of_another_size_is_refused_jpeg_and_png(tmp_path, capsys):
+    src = _lr_source(tmp_path)
+    video = load(src)["train"].video("tr00v001")
+    w, h = video.width, video.height
+    frame = video.frames[2].path
+    frame.write_bytes(_jpeg(w + 1, h))
+    with pytest.raises(DataError) as info:
+        hf.write(load(src).splits, tmp_path / "out")
+    assert str(info.value) == (f"{frame}: video 'tr00v001': field 'frames[2]': frame is {w + 1}x{h} (JPEG header), "
+                               f"the video is {w}x{h}")
+    png = np.zeros((h - 1, w, 3), np.uint8)
+    from PIL import Image as PILImage
+    PILImage.fromarray(png).save(frame, format="PNG")   # a PNG under a .jpg name is checked as a PNG
+    with pytest.raises(DataError, match=rf"frame is {w}x{h - 1} \(PNG header\), the video is {w}x{h}$"):
+        hf.write(load(src).splits, tmp_path / "out2")
+    frame.write_bytes(frame.read_bytes()[:-12])
+    with pytest.raises(DataError, match="frame is not a complete PNG: it does not end with an IEND chunk"):
+        hf.write(load(src).splits, tmp_path / "out3")
+
+
+def test_on_error_skip_lists_the_refused_frame_in_the_card(tmp_path, capsys):
+    src = _lr_source(tmp_path)
+    frame = _frame(src)
+    frame.write_bytes(frame.read_bytes()[:-2])
+    code = cli_main(["convert", str(src), "--to", "hf", str(tmp_path / "out"), "--no-progress", "--on-error", "skip"])
+    assert code in (0, 3)   # 3: the every-verb skip rule, when it has landed
+    card = (tmp_path / "out/README.md").read_text()
+    assert ("## Skipped videos\n\nLeft out of this conversion (`--on-error skip`):\n\n"
+            f"- `train`: {frame}: video 'tr00v001': field 'frames[1]': frame is not a complete JPEG: it does not end "
+            "with the end-of-image marker FF D9 (truncated?)\n") in card
+    section = hf_loader.read_card(tmp_path / "out").section
+    assert [p["video"] for p in section["skipped"]["train"]] == ["tr00v001"]
+    assert load(tmp_path / "out", format="hf")["train"].video_ids() == ["tr00v000", "tr00v002"]
+
+
+def test_a_finished_output_keeps_no_resume_file_and_takes_more_splits(tmp_path):
+    # before: .longrvos_hf/progress.json stayed, and a --split valid run removed train
+    src = _lr_source(tmp_path)
+    out = tmp_path / "out"
+    hf.write({"train": load(src)["train"]}, out)
+    assert not (out / hf.STATE_DIR).exists()
+    before = {p: p.stat().st_mtime_ns for p in (out / "data").rglob("*.parquet")}
+    report = hf.write({"valid": load(src)["valid"]}, out)
+    assert not (out / hf.STATE_DIR).exists()
+    assert report.videos == {"valid": 3}
+    assert hf_loader.read_card(out).splits == ["train", "valid"]
+    assert {p: p.stat().st_mtime_ns for p in before} == before     # train's shards untouched
+    both = tmp_path / "both"
+    hf.write(load(src).splits, both)
+    assert _parquet_bytes(out) == _parquet_bytes(both)
+    assert {s: len(r) for s, r in load(out, format="hf").splits.items()} == {"train": 3, "valid": 3}
+
+
+def test_expression_rows_carry_their_frame_names_and_the_card_snippet_runs(tmp_path):
+    src = _lr_source(tmp_path)
+    out = tmp_path / "out"
+    hf.write({"train": load(src)["train"]}, out)
+    rows = pq.read_table(out / "data/expressions/train-00000-of-00001.parquet").to_pylist()
+    videos = {v.video_id: v for v in load(src)["train"]}
+    assert [r["frame_names"] for r in rows] == [videos[r["video_id"]].frame_names for r in rows]
+    assert all(len(r["masks"]) == len(r["frame_names"]) for r in rows)
+    card = (out / "README.md").read_text()
+    snippet = card.split("```python\n", 1)[1].split("```", 1)[0].replace("PATH_OR_REPO", repr(str(out)))
+    assert "masks.decode(rle)" in snippet and "mask_utils.decode(" in snippet
+    env = dict(os.environ, HF_DATASETS_CACHE=str(tmp_path / "hfc"))
+    done = subprocess.run([sys.executable, "-c", snippet], capture_output=True, text=True, timeout=300, cwd=tmp_path,
+                          env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    first = rows[0]
+    expected = [f"{name} ({videos[first['video_id']].height}, {videos[first['video_id']].width}) "
+                f"{int(masks.decode(rle).sum())}" for name, rle in zip(first["frame_names"], first["masks"])
+                if rle is not None]
+    assert done.stdout.splitlines() == expected

@@ -92,6 +92,21 @@ def test_ytvis_refuses_polygons_and_wrong_sizes(tmp_path: Path) -> None:
         longrvos_data.load(root)["valid"].video("v5").frame_masks(0)
 
 
+def test_ytvis_bad_rle_counts_name_file_video_and_field(tmp_path: Path) -> None:
+    """Before: the codec's bare "RLE counts sum to 2 pixel(s), not 3x4 = 12", no file or video,
+    and only when frame 1 was decoded."""
+    root = hand.build_ytvis(tmp_path)
+    path = root / "valid" / "instances.json"
+    data = json.loads(hand.YTVIS_JSON)
+    data["annotations"][1]["segmentations"][1] = {"size": [3, 4], "counts": "02"}
+    path.write_text(json.dumps(data))
+    video = longrvos_data.load(root)["valid"].video("v5")
+    with pytest.raises(DataError) as info:
+        video.frame_areas(0)              # the whole video is checked at once
+    assert str(info.value) == (f"{path}: video 'v5': field 'annotations[id=12].segmentations[1]': "
+                               "RLE counts sum to 2 pixel(s), not 3x4 = 12")
+
+
 def test_ytvis_truncated_json_names_the_file(tmp_path: Path) -> None:
     root = hand.build_ytvis(tmp_path)
     path = root / "valid" / "instances.json"
@@ -123,6 +138,20 @@ def test_sola_refuses_grounding_dino_folders_and_short_rle_lists(tmp_path: Path)
     (root / "train" / "sam2_masklets" / "s1" / "exp0").mkdir()
     with pytest.raises(DataError, match="GroundingDINO"):
         longrvos_data.load(root)["train"].video("s1")
+
+
+def test_sola_bad_rle_counts_name_file_video_and_field(tmp_path: Path) -> None:
+    """Before: the codec's bare "RLE counts do not decode: ..." with no file or video."""
+    root = hand.build_sola(tmp_path)
+    masklet = root / "train" / "sam2_masklets" / "s1" / "00000.json"
+    data = json.loads(hand.SOLA_MASKLET)
+    data["rle"][1] = {"size": [2, 3], "counts": "1b"}
+    masklet.write_text(json.dumps(data))
+    video = longrvos_data.load(root)["train"].video("s1")
+    with pytest.raises(DataError) as info:
+        video.frame_masks(0)
+    assert str(info.value) == (f"{masklet}: video 's1': field 'rle[1]': "
+                               "RLE counts do not decode: the string ends inside a value (truncated?)")
 
 
 def test_davis_reads_a_hand_written_layout(tmp_path: Path) -> None:

@@ -30,7 +30,8 @@ def test_eval_cli_matches_the_oracle(datasets, tmp_path, ref, capsys, protocol, 
     perturbed_predictions(videos, tmp_path / "pred", seed=3)
     out = tmp_path / "res" / "REPORT.json"
     code = main(["eval", "--gt", str(datasets[protocol]), "--pred", str(tmp_path / "pred"), "--protocol", protocol,
-                 "--split", split, "--out", str(out), "--workers", "2", "--per-frame", "--no-progress"])
+                 "--split", split, "--out", str(out), "--workers", "2", "--per-frame", "--no-progress",
+                 "--missing", "official"])
     assert code == 0
     assert "wrote" in capsys.readouterr().out
     doc = json.loads(out.read_text())
@@ -57,12 +58,12 @@ def test_eval_cli_lvos_palette_predictions(datasets, tmp_path, ref, capsys):
                 ids[np.roll(m, int(rng.integers(-2, 3)), axis=0)] = int(tid)
             M.write_palette_png(tmp_path / "pred" / v.video_id / f"{f.name}.png", ids)
     code = main(["eval", "--gt", str(datasets["lvos"]), "--pred", str(tmp_path / "pred"), "--protocol", "lvos",
-                 "--split", "valid", "--no-progress"])
+                 "--split", "valid", "--no-progress", "--missing", "official"])
     assert code == 0
     table = capsys.readouterr().out
     assert "| **overall** |" in table and "J_seen" in table
     report = longrvos_data.eval.evaluate(datasets["lvos"], tmp_path / "pred", protocol="lvos", split="valid",
-                                         progress=False)
+                                         missing="official", progress=False)
     want = {(r["video_id"], r["track_id"]): r for r in ref.score_lvos(videos, tmp_path / "pred")}
     for row in report.rows:
         w = want[row["video_id"], row["track_id"]]
@@ -78,11 +79,14 @@ def test_eval_cli_prints_the_table_without_out_and_fails_cleanly(datasets, tmp_p
                  "--protocol", "long_rvos", "--split", "valid", "--no-progress"])
     assert code == 2
     assert "predictions not found" in capsys.readouterr().err
+    # not one prediction matches (an empty folder, a wrong path level): an error, not J = 0
     (tmp_path / "empty").mkdir()
     code = main(["eval", "--gt", str(datasets["long_rvos"]), "--pred", str(tmp_path / "empty"),
                  "--protocol", "long_rvos", "--split", "valid", "--no-progress"])
-    out = capsys.readouterr().out
-    assert code == 0 and "missing_video" in out and "| **overall** | 0.00 |" in out
+    captured = capsys.readouterr()
+    assert code == 2 and captured.out == ""
+    assert captured.err.count("\n") == 1 and "no prediction matches the ground truth" in captured.err
+    assert "it has none of the split's videos" in captured.err
 
 
 def _write_referring_pngs(videos, root):
@@ -164,3 +168,79 @@ def test_eval_reads_the_hf_output_as_ground_truth(datasets, tmp_path):
     from_hf = evaluate(tmp_path / "hf", tmp_path / "pred", protocol="mevis", split="valid_u", workers=2,
                        progress=False)
     assert from_hf.rows == native.rows and from_hf.overall == native.overall
+
+
+def _complete_predictions(gt, split, pred):
+    videos = list(longrvos_data.load(gt, split=split)[split])
+    perturbed_predictions(videos, pred, seed=2)
+    return videos
+
+
+def test_eval_cli_ground_truth_rle_error_stops_the_run_from_a_worker(tmp_path, capsys):
+    gt = generate("mevis", tmp_path / "mevis", num_videos=3, num_frames=4, seed=2, splits=["valid_u"])
+    videos = _complete_predictions(gt, "valid_u", tmp_path / "pred")
+    path = gt / "valid_u" / "mask_dict.json"
+    data = json.loads(path.read_text())
+    v = videos[2]
+    anno = v.tracks[0].track_id
+    data[anno][1] = M.encode(np.zeros((3, 3), bool))   # an RLE of the wrong size in the last video
+    path.write_text(json.dumps(data))
+    code = main(["eval", "--gt", str(gt), "--pred", str(tmp_path / "pred"), "--protocol", "mevis", "--split",
+                 "valid_u", "--workers", "2", "--no-progress", "--out", str(tmp_path / "R.json")])
+    err = capsys.readouterr().err
+    assert code == 2 and not (tmp_path / "R.json").exists()
+    assert err == (f"longrvos eval: error: {path}: video {v.video_id!r}: field 'mask_dict[{anno}][1]': RLE size "
+                   f"[3, 3] differs from the video's [{v.height}, {v.width}]\n")
+
+
+def test_eval_cli_ground_truth_png_error_stops_the_run_from_a_worker(tmp_path, capsys):
+    gt = generate("long_rvos", tmp_path / "lr", num_videos=3, num_frames=4, seed=2, splits=["valid"])
+    videos = _complete_predictions(gt, "valid", tmp_path / "pred")
+    v = videos[1]
+    bad = gt / "valid" / "Annotations" / v.video_id / v.tracks[0].track_id / f"{v.frames[2].name}.png"
+    bad.write_bytes(b"garbage")
+    code = main(["eval", "--gt", str(gt), "--pred", str(tmp_path / "pred"), "--protocol", "long_rvos", "--split",
+                 "valid", "--workers", "2", "--no-progress"])
+    captured = capsys.readouterr()
+    assert code == 2 and captured.out == ""
+    assert captured.err.startswith(f"longrvos eval: error: {bad}: video {v.video_id!r}: ")
+    assert captured.err.count("\n") == 1
+
+
+def test_eval_help_states_the_strict_default(capsys):
+    with pytest.raises(SystemExit):
+        main(["eval", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--missing {strict,official}" in text and "(default: strict)" in text
+    assert "official does what each official script does (for parity with the official numbers)" in text
+
+
+def test_pack_long_rvos_writes_the_run_eval_layout_with_the_usual_modes(datasets, tmp_path, capsys):
+    import os
+    import stat
+    videos = list(longrvos_data.load(datasets["long_rvos"], split="valid")["valid"])
+    _write_referring_pngs(videos, tmp_path / "pred")
+    os.chmod(tmp_path / "pred" / videos[0].video_id / videos[0].expressions[0].exp_id /
+             f"{videos[0].frames[0].name}.png", 0o600)   # a private source file still packs as 0644
+    code = main(["pack", str(tmp_path / "pred"), str(tmp_path / "lr.zip"), "--gt", str(datasets["long_rvos"]),
+                 "--split", "valid"])
+    out = capsys.readouterr().out
+    want = {f"{v.video_id}/{e.exp_id}/{f.name}.png" for v in videos for e in v.expressions for f in v.frames}
+    with zipfile.ZipFile(tmp_path / "lr.zip") as zf:
+        infos = zf.infolist()
+    assert code == 0 and {i.filename for i in infos} == want
+    assert {i.external_attr >> 16 for i in infos} == {stat.S_IFREG | 0o644}
+    assert f"({len(want)} PNGs, long_rvos layout)" in out
+    assert "note: this split has ground-truth masks: `longrvos eval` scores it locally" in out
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(os.stat(tmp_path / "lr.zip").st_mode) == 0o666 & ~umask
+    # RLE JSON predictions rendered to PNGs get the same mode
+    data = {v.video_id: {e.exp_id: [None] * v.num_frames for e in v.expressions} for v in videos}
+    (tmp_path / "p.json").write_text(json.dumps(data))
+    result = pack(tmp_path / "p.json", gt=datasets["long_rvos"], split="valid", out=tmp_path / "j.zip",
+                  progress=False)
+    with zipfile.ZipFile(tmp_path / "j.zip") as zf:
+        assert {i.external_attr >> 16 for i in zf.infolist()} == {stat.S_IFREG | 0o644}
+        assert set(zf.namelist()) == want
+    assert (result.layout, result.has_masks) == ("long_rvos", True)

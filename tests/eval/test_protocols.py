@@ -184,3 +184,73 @@ def test_lvos_inconsistent_frame_nums_is_reported(tmp_path):
     # one slot (frame 6); frame 11 is the skipped "last" and 16 would overflow the official array
     assert by_id(report)["bad", "1"]["J"] == 1.0
     assert any(w["problem"] == "bad_frame_range" for w in report.warnings)
+
+
+def _revos_hand_predictions(root, pred):
+    """Predictions for the hand-written ReVOS train split: r1/0 is anno 1 plus one false-positive pixel
+    (row 3, column 5) in every frame; every other expression is exact (no-target: empty)."""
+    import longrvos_data
+    from fixtures import fixture
+    base = fixture("revos_hand").build(root)
+    videos = list(longrvos_data.load(base, split="train")["train"])
+    for v in videos:
+        for e in v.expressions:
+            for i, f in enumerate(v.frames):
+                target = v.target_mask(e, v.frame_masks(i))
+                m = np.zeros((v.height, v.width), bool) if target is None else target.copy()
+                if (v.video_id, e.exp_id) == ("r1", "0"):
+                    m[3, 5] = True
+                write_pngs(pred, v.video_id, e.exp_id, {f.name: m})
+    return base, videos
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_revos_r_divides_by_mask_dict_foreground(tmp_path, ref, workers):
+    import json
+    base, videos = _revos_hand_predictions(tmp_path / "gt", tmp_path / "pred")
+    report = evaluate(base, tmp_path / "pred", protocol="revos", split="train", workers=workers, progress=False)
+    r0 = by_id(report)["r1", "0"]
+    # FG_t from mask_dict_foreground.json: 3, 7 and 5 pixels (frame 2 is a list of two RLEs, one of them a
+    # pixel no object covers); one false positive per frame
+    assert r0["R"] == pytest.approx(np.mean([1 - 1 / (3 + 1e-6), 1 - 1 / (7 + 1e-6), 1 - 1 / (5 + 1e-6)]),
+                                    abs=1e-12)
+    fg = json.loads((base / "mask_dict_foreground.json").read_text())
+    want = {(w["video_id"], w["exp_id"]): w for w in ref.score_referring(videos, tmp_path / "pred",
+                                                                          protocol="revos", foreground=fg)}
+    for key, row in by_id(report).items():
+        assert (row["A"], row["R"]) == (pytest.approx(want[key]["A"], abs=1e-12),
+                                        pytest.approx(want[key]["R"], abs=1e-12)), key
+    texts = {d["topic"]: d["text"] for d in report.differences}
+    assert texts["revos_r_denominator"] == ("ReVOS R divides by the foreground masks of mask_dict_foreground.json, "
+                                            "as the official script (2 video(s))")
+    assert texts["revos_binarised"].startswith("ReVOS A and R: predictions are binarised (non-zero = 1)")
+    assert "revos_binarised" not in {d["topic"] for d in evaluate(
+        base, tmp_path / "pred", protocol="revos", split="train", revos_raw=True, progress=False).differences}
+
+
+def test_revos_r_falls_back_to_the_union_of_the_objects(tmp_path):
+    base, _ = _revos_hand_predictions(tmp_path / "gt", tmp_path / "pred")
+    (base / "mask_dict_foreground.json").unlink()
+    report = evaluate(base, tmp_path / "pred", protocol="revos", split="train", progress=False)
+    # the union of anno 1 and 2: 3, 7 and 4 pixels
+    assert by_id(report)["r1", "0"]["R"] == pytest.approx(
+        np.mean([1 - 1 / (3 + 1e-6), 1 - 1 / (7 + 1e-6), 1 - 1 / (4 + 1e-6)]), abs=1e-12)
+    (text,) = [d["text"] for d in report.differences if d["topic"] == "revos_r_denominator"]
+    assert text == ("ReVOS R divides by the union of the video's objects in this split, as mask_dict_foreground.json "
+                    "was not found beside the expression file; the official script reads that file (2 video(s))")
+    md = report.to_markdown().splitlines()
+    assert md[2] == "Differences from the official script:" and f"- {text}" in md[4:7]
+
+
+def test_revos_foreground_without_the_video_stops_the_run(tmp_path):
+    import json
+
+    from longrvos_data.errors import DataError
+    base, _ = _revos_hand_predictions(tmp_path / "gt", tmp_path / "pred")
+    fg = json.loads((base / "mask_dict_foreground.json").read_text())
+    del fg["r2"]
+    (base / "mask_dict_foreground.json").write_text(json.dumps(fg))
+    with pytest.raises(DataError) as info:
+        evaluate(base, tmp_path / "pred", protocol="revos", split="train", workers=2, progress=False)
+    assert (info.value.file, info.value.video, info.value.field) == (
+        str(base / "mask_dict_foreground.json"), "r2", "mask_dict_foreground[r2]")

@@ -38,7 +38,7 @@ def _assert_rows_match(report, want, metrics):
 def test_referring_parity_with_the_oracle(tmp_path, ref, protocol, dataset, metrics):
     videos = _videos(tmp_path, dataset)
     perturbed_predictions(videos, tmp_path / "pred", seed=1)
-    report = evaluate(videos, tmp_path / "pred", protocol=protocol, progress=False)
+    report = evaluate(videos, tmp_path / "pred", protocol=protocol, missing="official", progress=False)
     want = ref.score_referring(videos, tmp_path / "pred", protocol=protocol)
     _assert_rows_match(report, want, metrics)
     overall, by_kind = ref.aggregate(want, protocol=protocol)
@@ -47,12 +47,17 @@ def test_referring_parity_with_the_oracle(tmp_path, ref, protocol, dataset, metr
     for kind, values in by_kind.items():
         assert report.by_kind[kind] == pytest.approx(values, abs=TOL)
     assert report.warnings == [] or protocol == "revos"
+    # complete predictions: the default strict policy gives the official figures, and says so
+    strict = evaluate(videos, tmp_path / "pred", protocol=protocol, progress=False)
+    assert strict.rows == report.rows and strict.overall == strict.overall_official == report.overall
+    assert report.overall_official == report.overall
 
 
 def test_revos_raw_parity(tmp_path, ref):
     videos = _videos(tmp_path, "revos", n=3)
     perturbed_predictions(videos, tmp_path / "pred", seed=2)
-    report = evaluate(videos, tmp_path / "pred", protocol="revos", revos_raw=True, progress=False)
+    report = evaluate(videos, tmp_path / "pred", protocol="revos", revos_raw=True, missing="official",
+                      progress=False)
     want = ref.score_referring(videos, tmp_path / "pred", protocol="revos", raw=True)
     _assert_rows_match(report, want, ("J", "F", "A", "R"))
 
@@ -82,7 +87,7 @@ def test_lvos_parity_with_frame_ranges(tmp_path, ref):
             if rng.random() < 0.2:
                 ids[:] = 0
             M.write_palette_png(root / v.video_id / f"{f.name}.png", ids)
-    report = evaluate(videos, root, protocol="lvos", lvos_version=2, progress=False)
+    report = evaluate(videos, root, protocol="lvos", lvos_version=2, missing="official", progress=False)
     want = ref.score_lvos(videos, root)
     _assert_rows_match(report, want, ("J", "F", "V"))
     assert report.rows_key == "objects"
@@ -133,3 +138,33 @@ def test_per_frame_values_and_report_files(tmp_path):
     assert csv_lines[0].startswith("video_id,exp_id,kind,J,F,J&F,tIoU,vIoU") and len(csv_lines) == n_exps + 1
     md = paths["md"].read_text()
     assert "| **overall** |" in md and "tIoU" in md
+
+
+@pytest.mark.parametrize("protocol", ["long_rvos", "mevis"])
+def test_deleting_one_expression_lowers_strict_and_official_matches_the_oracle(tmp_path, ref, protocol):
+    import shutil
+    videos = _videos(tmp_path, protocol, n=3)
+    perturbed_predictions(videos, tmp_path / "pred", seed=7)
+    full = evaluate(videos, tmp_path / "pred", protocol=protocol, progress=False)
+    v, e = videos[1], videos[1].expressions[0]
+    shutil.rmtree(tmp_path / "pred" / v.video_id / e.exp_id)
+    report = evaluate(videos, tmp_path / "pred", protocol=protocol, workers=2, progress=False)
+    n = len(report.rows)
+    rows = {(r["video_id"], r["exp_id"]): r for r in report.rows}
+    assert (rows[v.video_id, e.exp_id]["status"], rows[v.video_id, e.exp_id]["J"]) == ("zero", 0.0)
+    # strict: the deleted expression counts as 0, every other row is unchanged
+    others = sum(r["J"] for r in full.rows if (r["video_id"], r["exp_id"]) != (v.video_id, e.exp_id))
+    assert report.overall["J"] == pytest.approx(others / n, abs=1e-12)
+    # official: the expression disappears from the mean (the official worker crashes on it)
+    assert report.overall_official["J"] == pytest.approx(others / (n - 1), abs=1e-12)
+    assert report.overall["J"] < report.overall_official["J"]
+    for missing in ("strict", "official"):
+        want = ref.score_referring(videos, tmp_path / "pred", protocol=protocol, missing=missing)
+        overall, _ = ref.aggregate(want, protocol=protocol)
+        got = report.overall if missing == "strict" else report.overall_official
+        assert got == pytest.approx(overall, abs=TOL)
+    official = evaluate(videos, tmp_path / "pred", protocol=protocol, missing="official", progress=False)
+    assert official.overall == report.overall_official
+    missing_rows = [w for w in report.warnings if w["problem"] == "missing_expression"]
+    assert [(w["video_id"], w["exp_id"], w["count"], w["policy"]) for w in missing_rows] == [
+        (v.video_id, e.exp_id, v.num_frames, "zero")]

@@ -15,6 +15,7 @@ from longrvos_data.converters import long_rvos as writer
 from longrvos_data.loaders import long_rvos
 from longrvos_data.schema import Expression
 from longrvos_data.synth import generate, synth_splits, synth_videos
+from longrvos_data.validate import validate
 
 from fixtures import assert_masks, fixture, grid
 
@@ -249,8 +250,6 @@ def _rename_video(videos: dict) -> None:
 
 
 BAD_META = [
-    ("missing-object", lambda v: v["vidA"]["expressions"]["0"].update(obj_id=7), "vidA",
-     "expressions.0.obj_id", "missing object '7'"),
     ("dotdot-video-id", _rename_video, "../evil", "video_id", "unsafe"),
     ("frames-not-in-folder", lambda v: v["vidA"]["frames"].append("00009"), "vidA", "frames",
      "have no image"),
@@ -308,7 +307,6 @@ BAD_MASKS = [
     ("corrupt", lambda p: p.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR broken"), "cannot be decoded"),
     ("truncated", lambda p: p.write_bytes(p.read_bytes()[:40]), "cannot be decoded"),
     ("wrong-size", lambda p: _png(p, np.zeros((3, 6), np.uint8)), "mask is 3x6, the video is 4x6"),
-    ("non-binary", lambda p: _png(p, np.array([[0, 1, 255, 0, 0, 128]] * 4, np.uint8)), "0 or 255, found 1, 128"),
     ("rgb", lambda p: _png(p, np.zeros((4, 6, 3), np.uint8)), "single-channel"),
 ]
 
@@ -336,3 +334,89 @@ def test_validate_extra_reports_stray_annotations(hand_root: Path) -> None:
     assert [(p.level, p.video, p.field) for p in found] == [
         ("warning", None, "Annotations"), ("warning", "vidA", "Annotations/1")]
     assert "ghost" in found[0].message and "00007" in found[1].message
+
+
+# -- lenient ground truth, as the official evaluation reads it ------------------------------------------
+GREY_WARNING = ("{n} mask PNG(s) hold values other than 0 and 255 (e.g. {first}.png): values {values}; any "
+                "non-zero pixel is read as the object, as the official evaluation reads them (the official "
+                "training takes only 255)")
+
+
+def test_grey_value_png_is_foreground_where_non_zero_and_validate_warns(hand_root: Path) -> None:
+    png = hand_root / "train/Annotations/vidA/2/00002.png"
+    _png(png, np.array([[0, 0, 0, 0, 0, 0], [0, 0, 0, 0, 0, 0], [0, 0, 128, 128, 128, 0], [0, 0, 128, 0, 0, 0]],
+                       np.uint8))
+    video = long_rvos.load(hand_root)["train"].video("vidA")
+    expected = [dict(m) for m in EXPECTED_A]
+    expected[2] = {"2": grid("......", "......", "..###.", "..#...")}
+    assert_masks(video, expected)
+    (finding,) = video.mask_source.findings()
+    assert (finding.level, finding.file, finding.video, finding.field) == (
+        "warning", str(hand_root / "train/Annotations/vidA/2"), "vidA", "Annotations/2")
+    assert finding.message == GREY_WARNING.format(n=1, first="00002", values=[0, 128])
+
+    problems = validate(hand_root, split="train")
+    assert [p for p in problems if p.level == "error"] == []
+    assert [p for p in problems if "0 and 255" in p.message] == [finding]
+
+
+def test_one_bit_pngs_are_foreground_where_set(hand_root: Path) -> None:
+    for name, rows in [("00000", ["......", "......", "...###", "...###"]),
+                       ("00003", ["......", "......", ".###..", ".###.."])]:
+        Image.fromarray(grid(*rows)).save(hand_root / f"train/Annotations/vidA/2/{name}.png")  # mode "1"
+        with Image.open(hand_root / f"train/Annotations/vidA/2/{name}.png") as im:
+            assert im.mode == "1"
+    video = long_rvos.load(hand_root)["train"].video("vidA")
+    assert_masks(video, EXPECTED_A)
+    (finding,) = video.mask_source.findings()
+    assert finding.message == GREY_WARNING.format(n=2, first="00000", values=[0, 1])
+
+
+def test_expression_object_without_folder_is_an_empty_track_with_a_warning(hand_root: Path) -> None:
+    _edit_meta(hand_root, lambda v: (v["vidA"]["expressions"]["0"].update(obj_id=7),
+                                     v["vidA"]["expressions"]["5"].update(obj_id=7)))
+    ds = long_rvos.load(hand_root)
+    video = ds["train"].video("vidA")
+    assert [t.track_id for t in video.tracks] == ["1", "2", "3", "7"]
+    assert [(e.exp_id, e.track_ids) for e in video.expressions] == [("0", ("7",)), ("1", ("2",)), ("5", ("7",))]
+    assert_masks(video, EXPECTED_A)                       # "7" is in no frame: absent everywhere
+    exp = video.expression("0")
+    assert [video.target_mask(exp, video.frame_masks(i)) for i in range(4)] == [None] * 4
+    folder = hand_root / "train/Annotations/vidA/7"
+    message = (f"object '7' has no folder {folder}: it is read as absent from every frame (all-empty masks, "
+               "as the official evaluation scores it)")
+    assert [(p.level, p.message, p.file, p.video, p.field) for p in ds.problems.problems] == [
+        ("warning", message, str(hand_root / "train/meta_expressions.json"), "vidA", "expressions.0.obj_id")]
+
+    problems = validate(hand_root, split="train")
+    assert [(p.level, p.message, p.video, p.field) for p in problems] == [
+        ("warning", message, "vidA", "expressions.0.obj_id")]
+
+
+def test_missing_frame_is_named_by_its_full_path(hand_root: Path) -> None:
+    (hand_root / "train/JPEGImages/vidA/00002.jpg").unlink()
+    with pytest.raises(DataError) as info:
+        long_rvos.load(hand_root)["train"].video("vidA")
+    expected = hand_root / "train/JPEGImages/vidA/00002.jpg"
+    assert info.value.message == f"1 listed frame(s) have no image: {expected}"
+    assert (info.value.file, info.value.video, info.value.field) == (
+        str(hand_root / "train/meta_expressions.json"), "vidA", "frames")
+
+
+def test_missing_frame_folder_names_the_first_expected_frame(hand_root: Path) -> None:
+    folder = hand_root / "train/JPEGImages/vidB"
+    for f in folder.iterdir():
+        f.unlink()
+    folder.rmdir()
+    with pytest.raises(DataError) as info:
+        long_rvos.load(hand_root)["train"].video("vidB")
+    assert info.value.message == f"frame folder is missing: 2 listed frame(s) have no image, e.g. {folder}/00000.jpg"
+    assert (info.value.file, info.value.video, info.value.field) == (str(folder), "vidB", "frames")
+
+
+def test_unsafe_video_id_is_one_validate_error(hand_root: Path) -> None:
+    _edit_meta(hand_root, _rename_video)
+    found = [(p.level, p.message, p.file, p.video, p.field) for p in validate(hand_root, split="train")
+             if p.level == "error"]
+    assert found == [("error", "unsafe or empty id '../evil'", str(hand_root / "train/meta_expressions.json"),
+                      "../evil", "video_id")]

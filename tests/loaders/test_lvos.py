@@ -15,6 +15,7 @@ from longrvos_data.converters import lvos as writer
 from longrvos_data.loaders import lvos
 from longrvos_data.schema import Expression, Frame, MaskSource, Track, Video
 from longrvos_data.synth import generate, synth_splits, synth_videos
+from longrvos_data.validate import validate
 
 from fixtures import assert_masks, fixture, grid
 
@@ -413,3 +414,122 @@ def test_validate_extra_reports_frame_ranges_off_the_frames(v1_root: Path) -> No
     (problem,) = lvos.validate_extra(v1_root)
     assert (problem.level, problem.video, problem.field) == ("warning", "lv000001", "objects.3.frame_range.end")
     assert problem.file == str(v1_root / "train/train_meta.json") and "7" in problem.message
+
+
+# -- metadata left at the dataset root ------------------------------------------------------------------
+def _to_root(root: Path, *names: str) -> None:
+    for name in names:
+        (root / name).rename(root / Path(name).name)
+
+
+def test_metadata_beside_the_split_folders(v1_root: Path) -> None:
+    _to_root(v1_root, "train/train_meta.json", "train/train_expression_meta.json", "val/val_meta.json",
+             "val/val_expression_meta.json")
+    ds = lvos.load(v1_root)
+    assert (ds.version, list(ds.splits)) == ("v1", ["train", "val"])
+    assert ds["train"].files.meta == v1_root / "train_meta.json"
+    assert ds["train"].files.expression == v1_root / "train_expression_meta.json"
+    v = ds["train"].video("lv000001")
+    assert v.source_file == str(v1_root / "train_meta.json")
+    assert [(e.exp_id, e.text) for e in v.expressions] == [("1", "a red kite flying in the sky"),
+                                                           ("3", "the man holding the string")]
+    assert_masks(v, EXPECTED_TRAIN)
+    assert_masks(ds["val"].video("lv000002"), EXPECTED_VAL)
+    assert not ds.problems.problems
+
+    one = lvos.load(v1_root / "val")                       # a split folder whose metadata is in its parent
+    assert (list(one.splits), one.version) == (["val"], "v1")
+    assert one["val"].files.meta == v1_root / "val_meta.json"
+    (v1_root / "val").rename(v1_root / "valid")             # valid/ beside val_meta.json
+    ds = lvos.load(v1_root)
+    assert list(ds.splits) == ["train", "valid"]
+    assert [t.track_id for t in ds["valid"].video("lv000002").tracks] == ["2"]
+
+
+def test_split_folder_files_win_over_root_files(v1_root: Path) -> None:
+    _edit(v1_root, "train_meta.json", hand.TRAIN_META, lambda v: v["lv000001"]["objects"].pop("3"))
+    ds = lvos.load(v1_root)
+    assert ds["train"].files.meta == v1_root / "train/train_meta.json"
+    assert [t.track_id for t in ds["train"].video("lv000001").tracks] == ["1", "3"]
+
+
+def test_v2_attribute_file_at_the_root(v2_root: Path) -> None:
+    _to_root(v2_root, "valid/valid_meta.json", "valid/valid_meta_attribute.json")
+    ds = lvos.load(v2_root)
+    assert (ds.version, list(ds.splits)) == ("v2", ["valid"])
+    assert ds["valid"].files.attribute == v2_root / "valid_meta_attribute.json"
+    assert ds["valid"].video("lv000009").meta["num_scribbles"] == 3
+
+
+# -- frame ranges: the start frame holds the reference mask ---------------------------------------------
+def _range_problems(root: Path, **changes) -> list[tuple]:
+    def edit(videos):
+        for obj, fr in changes.items():
+            videos["lv000001"]["objects"][obj.lstrip("o")]["frame_range"].update(fr)
+    _edit(root, "train/train_meta.json", hand.TRAIN_META, edit)
+    return [(p.level, p.message, p.file, p.video, p.field) for p in lvos.validate_extra(root, split="train")]
+
+
+def test_frame_range_start_that_is_no_frame_is_an_error(v1_root: Path) -> None:
+    meta = str(v1_root / "train/train_meta.json")
+    jpg = v1_root / "train/JPEGImages/lv000001/00000002.jpg"
+    assert _range_problems(v1_root, o3={"start": 2}) == [
+        ("error", f"frame_range start 2 is not a frame of the video: there is no {jpg} (the start frame holds "
+                  "the object's reference mask)", meta, "lv000001", "objects.3.frame_range.start")]
+    assert _range_problems(v1_root, o3={"start": "first"}) == [
+        ("error", "frame_range start 'first' is not a frame number", meta, "lv000001", "objects.3.frame_range.start")]
+
+
+def test_frame_range_start_without_its_image_or_mask_is_an_error(v1_root: Path) -> None:
+    meta = str(v1_root / "train/train_meta.json")
+    png = v1_root / "train/Annotations/lv000001/00000011.png"        # 00000011 is a frame without PNG
+    assert _range_problems(v1_root, o1={"start": "00000011"}) == [
+        ("error", f"the reference mask of frame_range start '00000011' is missing: there is no {png}", meta,
+         "lv000001", "objects.1.frame_range.start")]
+    (v1_root / "train/JPEGImages/lv000001/00000001.jpg").unlink()    # both objects start there
+    jpg = v1_root / "train/JPEGImages/lv000001/00000001.jpg"
+    found = _range_problems(v1_root)
+    assert found == [
+        ("error", f"frame_range start {s!r} is not a frame of the video: there is no {jpg} (the start frame holds "
+                  "the object's reference mask)", meta, "lv000001", f"objects.{o}.frame_range.start")
+        for o, s in (("1", "00000001"), ("3", 1))]
+    errors = [p for p in validate(v1_root, split="train") if p.level == "error"]
+    assert [(p.message, p.field) for p in errors] == [(f[1], f[4]) for f in found]
+
+
+def test_frame_range_end_is_a_warning_unless_beyond_the_last_frame(v1_root: Path) -> None:
+    meta = str(v1_root / "train/train_meta.json")
+    assert _range_problems(v1_root, o3={"end": 7}) == [
+        ("warning", "frame_range end 7 is not a frame of the video", meta, "lv000001", "objects.3.frame_range.end")]
+    assert _range_problems(v1_root, o1={"end": "00000021"}, o3={"end": 16}) == [
+        ("error", "frame_range end '00000021' is beyond the video's last frame 00000016", meta, "lv000001",
+         "objects.1.frame_range.end")]
+    assert _range_problems(v1_root, o3={"end": "last"}) == [
+        ("error", "frame_range end 'last' is not a frame number", meta, "lv000001", "objects.3.frame_range.end")]
+
+
+# -- unsafe ids in entries the loader ignores -------------------------------------------------------------
+def test_unsafe_ids_where_the_loader_only_ignores_the_entry_are_errors(v1_root: Path, v2_root: Path) -> None:
+    captions = v1_root / "train/train_expression_meta.json"
+    _edit(v1_root, "train/train_expression_meta.json", hand.TRAIN_CAPTIONS,
+          lambda v: v.__setitem__("../evil", {"objects": {}}))
+    ds = lvos.load(v1_root)
+    assert [v.video_id for v in ds["train"]] == ["lv000001"]               # the loader ignores the entry
+    assert [p.level for p in ds.problems.problems] == ["warning"]
+    found = [(p.level, p.message, p.file, p.video, p.field) for p in validate(v1_root) if p.level == "error"]
+    assert found == [("error", "unsafe or empty id '../evil'", str(captions), "../evil", "video_id")]
+
+    attributes = v2_root / "valid/valid_meta_attribute.json"                # objects of the attribute file are ignored
+    attributes.write_text(hand.V2_ATTRIBUTES.replace('"objects": {"5"', '"objects": {"a/5"'))
+    assert [t.track_id for t in lvos.load(v2_root)["valid"].video("lv000009").tracks] == ["5"]
+    found = [(p.message, p.file, p.video, p.field) for p in validate(v2_root) if p.level == "error"]
+    assert found == [("unsafe or empty id 'a/5'", str(attributes), "lv000009", "objects.a/5")]
+
+
+def test_split_folder_alone_finds_the_captions_beside_it(v1_root: Path) -> None:
+    _to_root(v1_root, "val/val_expression_meta.json")
+    for path in (v1_root, v1_root / "val"):
+        ds = lvos.load(path, split="val")
+        assert ds.version == "v1" and ds["val"].files.meta == v1_root / "val/val_meta.json"
+        assert ds["val"].files.expression == v1_root / "val_expression_meta.json"
+        assert [e.text for e in ds["val"].video("lv000002").expressions] == ["the dog on the left"]

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from pycocotools import mask as _coco
 
 from longrvos_data import DataError, masks
 from longrvos_data.loaders import mask_dict as md
@@ -231,3 +232,76 @@ def test_rle_lists_of_a_video_refuse_wrong_sizes(tmp_path):
     with pytest.raises(DataError, match="differs") as info:
         md.rle_lists(video, ["1", "2"])
     assert info.value.field == "masks[2][1]"
+
+
+def test_fetch_tracks_refuses_counts_that_do_not_sum_to_the_frame(tmp_path):
+    """Before: no error here; decoding gave uninitialised memory and ``masks.union`` spun for ever."""
+    src = tmp_path / "mask_dict.json"
+    good = masks.encode(np.ones((4, 6), dtype=bool))
+    src.write_text(json.dumps({"1": [good, {"size": [4, 6], "counts": "02"}],
+                               "2": [{"size": [4, 6], "counts": "0~"}, None]}))
+    index = md.open_index(src)
+    for key, field, message in [("1", "mask_dict[1][1]", "RLE counts sum to 2 pixel(s), not 4x6 = 24"),
+                                ("2", "mask_dict[2][0]", "RLE counts do not decode: character '~' at offset 1 "
+                                                         "is outside '0'..'o'")]:
+        with pytest.raises(DataError) as info:
+            index.fetch_tracks([key], video="vid7", num_frames=2, height=4, width=6)
+        assert str(info.value) == f"{src}: video 'vid7': field '{field}': {message}"
+
+
+def test_fetch_tracks_checks_the_counts_of_every_key_together(tmp_path):
+    """All keys of a video in one pass: the first bad RLE in key order is named, and the areas
+    of a sound video come from that check (equal to pycocotools')."""
+    src = tmp_path / "mask_dict.json"
+    rng = np.random.default_rng(2)
+    tracks = {str(k): [masks.encode(rng.random((4, 6)) < 0.4) for _ in range(3)] for k in range(1, 4)}
+    src.write_text(json.dumps({**tracks, "9": [tracks["1"][0], tracks["2"][1], {"size": [4, 6], "counts": "0~"}],
+                               "8": [None, {"size": [4, 6], "counts": "04"}, None]}))
+    index = md.open_index(src)
+    masks._CHECKED.clear()
+    got = index.fetch_tracks(["1", "2", "3"], video="v", num_frames=3, height=4, width=6)
+    assert got == tracks
+    flat = [r for k in ("1", "2", "3") for r in tracks[k]]
+    assert masks.area(flat).tolist() == _coco.area([{**r, "counts": r["counts"].encode()} for r in flat]).tolist()
+    for keys, field, message in [
+            (["1", "9", "8"], "mask_dict[9][2]", "RLE counts do not decode: character '~' at offset 1 is outside '0'..'o'"),
+            (["8", "9"], "mask_dict[8][1]", "RLE counts sum to 4 pixel(s), not 4x6 = 24")]:
+        with pytest.raises(DataError) as info:
+            index.fetch_tracks(keys, video="vid7", num_frames=3, height=4, width=6)
+        assert str(info.value) == f"{src}: video 'vid7': field '{field}': {message}"
+
+
+def test_fetch_tracks_unites_a_list_of_rles_only_when_asked(tmp_path):
+    """ReVOS: a frame's item may be a list of RLEs, their union (VISA's loader sums them).
+    Before: the list was refused as "expected an RLE"."""
+    src = tmp_path / "mask_dict.json"
+    a = np.zeros((4, 6), dtype=bool)
+    a[0, :2] = True
+    b = np.zeros((4, 6), dtype=bool)
+    b[3, 4:] = True
+    src.write_text(json.dumps({"1": [[masks.encode(a), masks.encode(b)], [], masks.encode(b)]}))
+    index = md.open_index(src)
+    got = index.fetch_tracks(["1"], video="v", num_frames=3, height=4, width=6, lists=True)["1"]
+    assert masks.decode(got[0]).tolist() == (a | b).tolist()
+    assert got[1] is None and got[2] == masks.encode(b)
+    with pytest.raises(DataError, match=r"field 'mask_dict\[1\]\[0\]': expected an RLE"):
+        index.fetch_tracks(["1"], video="v", num_frames=3, height=4, width=6)
+    src.write_text(json.dumps({"1": [[masks.encode(a), {"size": [4, 6], "counts": "1"}], [], None]}))
+    with pytest.raises(DataError) as info:
+        md.open_index(src).fetch_tracks(["1"], video="v", num_frames=3, height=4, width=6, lists=True)
+    assert str(info.value) == f"{src}: video 'v': field 'mask_dict[1][0][1]': RLE counts sum to 1 pixel(s), not 4x6 = 24"
+
+
+def test_revos_item_given_as_a_list_of_rles_reads_as_their_union(tmp_path):
+    from fixtures import fixture
+    import longrvos_data
+
+    rh = fixture("revos_hand")
+    base = rh.build(tmp_path)
+    doc = json.loads((base / "mask_dict.json").read_text())
+    parts = [rh.art("#.....\n......\n......\n......"), rh.art("......\n......\n#.....\n......")]
+    doc["1"][0] = [masks.encode(p) for p in parts]
+    (base / "mask_dict.json").write_text(json.dumps(doc))
+    video = longrvos_data.load(base, split="train")["train"].video("r1")
+    assert video.frame_masks(0)["1"].tolist() == (parts[0] | parts[1]).tolist()
+    assert video.frame_areas(0) == {"1": 2}

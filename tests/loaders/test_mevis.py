@@ -409,3 +409,23 @@ def test_loading_metadata_decodes_no_mask(tmp_path):
     for video in ds["train"]:
         assert video.num_frames > 0
     assert sum(md.open_index(root / "train" / "mask_dict.json").reads.values()) == 0
+
+
+def test_v2_valid_release_file_name(tmp_path):
+    root = hand.build(tmp_path)
+    release = root / "valid" / "meta_expressions_v2_release.json"
+    (root / "valid" / "meta_expressions.json").rename(release)
+    assert mevis.MeViSPaths.META_V2_NAMES == ("meta_expressions_v2.json", "meta_expressions_v2_release.json")
+    ds = mevis.load(root)
+    assert ds.version == "v2" and list(ds.splits) == ["train", "valid_u", "valid"]
+    assert ds["valid"].meta_file == release
+    v = ds["valid"].video("vidV")
+    assert v.source_file == str(release) and v.mask_source is None
+    assert [(e.exp_id, e.text, e.track_ids) for e in v.expressions] == [
+        ("0", "the man waving", ()), ("1", "the car moving forward", ("obj2",))]
+    one = mevis.load(root / "valid", version="v2")
+    assert list(one.splits) == ["valid"] and one.version == "v2" and one["valid"].meta_file == release
+    with pytest.raises(DataError, match="no meta_expressions.json for version v1"):
+        mevis.load(root / "valid", version="v1")
+    (root / "valid" / "meta_expressions_v2.json").write_text(hand.VALID_META.replace("waving", "jumping"))
+    assert mevis.load(root / "valid")["valid"].meta_file.name == "meta_expressions_v2.json"   # the usual name wins

@@ -507,3 +507,68 @@ def test_writer_keeps_unnamed_tracks_of_videos_without_masks(tmp_path: Path):
     assert [(e.text, e.track_ids) for e in back.expressions] == [("the left one", ("1",))]
     objects = json.loads((tmp_path / "out/valid/meta.json").read_text())["videos"]["nomask"]["objects"]
     assert objects == {"1": {"category": None}, "2": {"category": None}}
+
+
+# -- valid needs the test file ---------------------------------------------------------------------------
+def _missing_test_message(valid_file: Path) -> str:
+    return (f"the test expression file is missing: {valid_file} lists the test videos too (507 = 202 valid + 305 "
+            "test in the release), and only the test file tells them apart; put the release's test "
+            "meta_expressions.json there")
+
+
+def test_valid_without_the_test_file_is_one_error_naming_it(root: Path):
+    test_file = root / "meta_expressions/test/meta_expressions.json"
+    test_file.unlink()
+    ds = ryv.load(root)
+    assert list(ds.splits) == ["train", "valid"]
+    with pytest.raises(DataError) as info:
+        ds["valid"].video_ids()
+    err = info.value
+    assert (err.message, err.file, err.video, err.field) == (
+        _missing_test_message(root / "meta_expressions/valid/meta_expressions.json"), str(test_file), None, "videos")
+    assert [v.video_id for v in ds["train"]] == [A, B]          # train still reads
+
+    from longrvos_data.validate import validate
+    errors = [(p.message, p.file, p.field) for p in validate(root) if p.level == "error"]
+    assert errors == [(err.message, str(test_file), "videos")]
+
+
+def test_fork_valid_without_the_test_file_names_the_fork_path(root: Path):
+    _to_fork(root)
+    (root / "test/meta_expressions.json").unlink()
+    with pytest.raises(DataError) as info:
+        ryv.load(root / "valid")["valid"].video_ids()
+    assert info.value.file == str(root / "test/meta_expressions.json")
+    assert info.value.message == _missing_test_message(root / "valid/meta_expressions.json")
+
+
+def test_writer_puts_an_empty_test_file_beside_a_valid_split(tmp_path: Path):
+    write({"valid": [_video(tmp_path, masks="none", video_id="v1")]}, tmp_path / "out")
+    test_file = tmp_path / "out/meta_expressions/test/meta_expressions.json"
+    assert json.loads(test_file.read_text()) == {"videos": {}}
+    ds = ryv.load(tmp_path / "out")
+    assert list(ds.splits) == ["valid"] and ds["valid"].video_ids() == ["v1"]
+    write({"test": [_video(tmp_path, masks="none", video_id="t1")]}, tmp_path / "out")   # a later run fills it
+    write({"valid": [_video(tmp_path, masks="none", video_id="v1")]}, tmp_path / "out")  # and keeps it
+    assert list(json.loads(test_file.read_text())["videos"]) == ["t1"]
+    ds = ryv.load(tmp_path / "out")
+    assert list(ds.splits) == ["test", "valid"] and ds["test"].video_ids() == ["t1"]
+
+
+def test_unsafe_ids_in_entries_the_loader_ignores_are_errors(root: Path):
+    from longrvos_data.validate import validate
+    objects = root / "train/meta.json"
+    _edit_json(objects, lambda d: d["videos"].update({"../x": {"objects": {"1": {"category": "cat", "frames": []}}},
+                                                     A: {"objects": {**d["videos"][A]["objects"],
+                                                                     "1": {"category": "person",
+                                                                           "frames": ["00000", "..\\00005"]}}}}))
+    valid_file = root / "meta_expressions/valid/meta_expressions.json"     # a test video's entry: left out of valid
+    _edit_json(valid_file, lambda d: d["videos"][TEST]["expressions"].update({"a/1": {"exp": "a wave"}}))
+    ds = ryv.load(root)
+    assert [v.video_id for v in ds["train"]] == [A, B] and ds["valid"].video_ids() == [VAL]
+    found = [(p.message, p.file, p.video, p.field) for p in validate(root) if p.level == "error"]
+    assert found == [
+        ("unsafe or empty id '..\\\\00005'", str(objects), A, "objects.1.frames[1]"),
+        ("unsafe or empty id '../x'", str(objects), "../x", "video_id"),
+        ("unsafe or empty id 'a/1'", str(valid_file), TEST, "expressions.a/1"),
+    ]
