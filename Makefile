@@ -35,13 +35,26 @@ browser:
 	  else echo "error: chromium is missing; as root: apt-get install chromium chromium-driver" >&2; exit 1; fi; }
 
 # The main job on the bundled sample data: detect, summarise and validate every sample,
-# score the sample predictions, publish one sample as a Hugging Face dataset and read it back.
+# unpack the Long-RVOS sample packed as its release ships it (and show what `download` would fetch),
+# score the sample predictions, publish one sample as a Hugging Face dataset and read it back,
+# make an annotation project from a sample, extract the ReferMo baseline's codec motion.
 demo: install
 	@set -e; for f in $(FORMATS); do \
 	  echo "== samples/$$f"; \
 	  $(BIN)/longrvos info samples/$$f --deep; \
 	  $(BIN)/longrvos validate samples/$$f; \
 	done
+	@echo "== pack samples/long_rvos as the Hub ships it (<split>/*.tar.gz), prepare it, read it back"
+	@rm -rf $(DEMO_OUT)/archives; set -e; for s in train valid test; do \
+	  d=$(DEMO_OUT)/archives/long_rvos/$$s; mkdir -p $$d; cp samples/long_rvos/$$s/meta_expressions.json $$d/; \
+	  for a in JPEGImages Annotations; do \
+	    if [ -d samples/long_rvos/$$s/$$a ]; then tar -C samples/long_rvos/$$s/$$a -czf $$d/$$a.tar.gz .; fi; \
+	  done; \
+	done
+	$(BIN)/longrvos prepare $(DEMO_OUT)/archives/long_rvos
+	$(BIN)/longrvos info $(DEMO_OUT)/archives/long_rvos --deep
+	@echo "== what \`longrvos download long_rvos\` would fetch (no network)"
+	$(BIN)/longrvos download --dry-run long_rvos $(DEMO_OUT)/long_rvos
 	@echo "== evaluate samples/predictions/long_rvos_valid (official Long-RVOS protocol)"
 	$(BIN)/longrvos eval --gt samples/long_rvos --split valid --pred samples/predictions/long_rvos_valid \
 	  --protocol long_rvos --out $(DEMO_OUT)/long_rvos_valid_report.json
@@ -49,6 +62,12 @@ demo: install
 	@echo "== convert samples/mevis to a Hugging Face dataset and read it back"
 	$(BIN)/longrvos convert samples/mevis --to hf $(DEMO_OUT)/mevis_hf
 	$(BIN)/longrvos info $(DEMO_OUT)/mevis_hf
+	@echo "== an annotation project from samples/long_rvos: import, read back as a dataset, check"
+	$(BIN)/longrvos annotate init $(DEMO_OUT)/project --import samples/long_rvos --overwrite
+	$(BIN)/longrvos info $(DEMO_OUT)/project --status todo
+	$(BIN)/longrvos annotate validate $(DEMO_OUT)/project
+	@echo "== ReferMo's codec motion (H.264 vectors, keyframes) for samples/long_rvos valid"
+	$(BIN)/longrvos baseline extract-motion samples/long_rvos --split valid --out $(DEMO_OUT)/motion/valid
 
 test: install-test
 	$(BIN)/python -m pytest -q -n 2
