@@ -1,10 +1,9 @@
 """Annotation verbs: ``annotate init|add|relink|validate`` (calls `annotation.project`)."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from .common import skipped
+from .common import print_problems, skipped
 
 
 def _add_annotate(sub) -> None:
@@ -58,14 +57,7 @@ def _run_annotate(args) -> int:
         moved = project.relink(args.project, args.old, args.new)
         print(f"{moved} video(s) now read their frames from {args.new}")
         return 0
-    problems = project.validate_project(args.project)
-    if args.json:
-        print(json.dumps([p.as_dict() for p in problems], indent=2))
-    else:
-        for p in problems:
-            print(p)
-        print(f"{len(problems)} error(s)")
-    return 1 if problems else 0
+    return print_problems(project.validate_project(args.project), as_json=args.json)
 
 
 VERBS = {"annotate": (_add_annotate, _run_annotate)}

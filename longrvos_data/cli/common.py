@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -42,3 +43,15 @@ def add_project_filters(p: argparse.ArgumentParser) -> None:
 def load_options(args) -> dict:
     """The project filters as `loaders.load` options (formats without them refuse them)."""
     return {k: getattr(args, k) for k in ("provenance", "status") if getattr(args, k, None) is not None}
+
+
+def print_problems(problems, *, as_json: bool) -> int:
+    """What ``validate`` verbs print: every problem (or JSON), a count line; 1 when any is an error."""
+    errors = [p for p in problems if p.level == "error"]
+    if as_json:
+        print(json.dumps([p.as_dict() for p in problems], indent=2))
+    else:
+        for p in problems:
+            print(p)
+        print(f"{len(errors)} error(s), {len(problems) - len(errors)} warning(s)")
+    return 1 if errors else 0

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ..errors import LongRVOSError, Problem
 from ..loaders import LOADERS
-from .common import add_format_args, add_project_filters, load_options, progress, skipped
+from .common import add_format_args, add_project_filters, load_options, print_problems, progress, skipped
 
 
 def _add_download(sub) -> None:
@@ -108,14 +108,7 @@ def _run_validate(args) -> int:
     from ..validate import validate
     problems = validate(args.path, format=args.format, split=args.split, checksums=args.checksums,
                         workers=args.workers, progress=progress(args), load_options=load_options(args))
-    errors = [p for p in problems if p.level == "error"]
-    if args.json:
-        print(json.dumps([p.as_dict() for p in problems], indent=2))
-    else:
-        for p in problems:
-            print(p)
-        print(f"{len(errors)} error(s), {len(problems) - len(errors)} warning(s)")
-    return 1 if errors else 0
+    return print_problems(problems, as_json=args.json)
 
 
 def _add_convert(sub) -> None:

@@ -58,8 +58,6 @@ _JPEG_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}   # start-of-frame
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _PNG_IEND = b"\x00\x00\x00\x00IEND\xaeB`\x82"
 _HEAD = 4096
-#: The bench (bench/bench_convert_checks.py) measures conversion without the check; nothing else sets this.
-_CHECK_FRAMES = os.environ.get("_LONGRVOS_BENCH_NO_FRAME_CHECK") != "1"
 
 
 def _jpeg_size(fh: Any, head: bytes) -> tuple[int, int] | None:
@@ -200,11 +198,7 @@ def video_rows(video: Video, frames: range | None = None, *, link_frames: bool =
 
     files = [str(video.frames[i].path) for i in frames]
     for i, path in zip(frames, files):
-        if _CHECK_FRAMES:
-            check_frame(path, height=h, width=w, video_id=video.video_id, field=f"frames[{i}]")
-        elif not os.path.isfile(path) or not os.access(path, os.R_OK):
-            raise DataError("frame image is missing or unreadable", file=path, video=video.video_id,
-                            field=f"frames[{i}]")
+        check_frame(path, height=h, width=w, video_id=video.video_id, field=f"frames[{i}]")
     columns: dict[str, list] = {
         "video_id": [video.video_id] * n,
         "frame_index": list(frames),

@@ -84,7 +84,7 @@ def test_add_a_frame_folder_relink_and_validate(tmp_path: Path, proj: Path, caps
     assert video.frames[2].path == folder / "002.png"                     # referenced, not copied
     capsys.readouterr()
     assert annotate("validate", proj) == 0
-    assert capsys.readouterr().out == "0 error(s)\n"
+    assert capsys.readouterr().out == "0 error(s), 0 warning(s)\n"
     shutil.move(tmp_path / "mine", tmp_path / "moved")
     assert annotate("validate", proj, "--json") == 1
     problems = json.loads(capsys.readouterr().out)

@@ -19,7 +19,7 @@ from longrvos_data.errors import LongRVOSError
 from longrvos_data.loaders import project as project_loader
 from longrvos_data.schema import MaskSource, Video
 
-from fixtures import fixture, grid
+from fixtures import fixture, grid, hand_sources
 
 hand = fixture("interchange_hand")
 SAMPLES = Path(__file__).resolve().parents[2] / "samples"
@@ -31,15 +31,7 @@ def _hf(root: Path) -> Path:
 
 
 SOURCES: dict[str, Callable[[Path], Path]] = {
-    "long_rvos_hand": lambda p: fixture("long_rvos_hand").build(p),
-    "lvos_hand": lambda p: fixture("lvos_hand").build(p),
-    "lvos_v2_hand": lambda p: fixture("lvos_hand").build_v2(p),
-    "ref_youtube_vos_hand": lambda p: fixture("ref_youtube_vos_hand").build(p),
-    "mevis_hand": lambda p: fixture("mevis_hand").build(p),
-    "revos_hand": lambda p: fixture("revos_hand").build(p),
-    "ytvis_hand": hand.build_ytvis,
-    "davis_hand": hand.build_davis,
-    "sola_hand": hand.build_sola,
+    **hand_sources(),
     "hf_hand": _hf,
     **{f"sample_{name}": (lambda p, name=name: SAMPLES / name)
        for name in ("long_rvos", "lvos", "mevis", "ref_youtube_vos", "revos")},
@@ -261,3 +253,19 @@ def test_eval_on_a_project_warns_about_model_masks_unless_filtered(tmp_path: Pat
                      load_options={"provenance": "human,imported"})
     assert [w for w in human.warnings if w["problem"] == "model_ground_truth"] == []
     assert plain.overall != report.overall != human.overall  # filtered out, that frame has no mask at all
+
+
+def test_export_to_a_writer_that_cannot_hold_an_expression_surfaces_its_refusal(tmp_path: Path) -> None:
+    """Long-RVOS has no 'referring' type and names one object per expression: refused, kept or dropped."""
+    from longrvos_data.errors import DataError
+
+    project.init_project(tmp_path / "proj", fixture("mevis_hand").build(tmp_path / "src"), user="u")
+    with pytest.raises(DataError, match="kind 'referring' has no Long-RVOS type") as refused:
+        convert(tmp_path / "proj", "long_rvos", tmp_path / "refused", sidecar=False)
+    assert str(refused.value).startswith(f"{tmp_path / 'proj' / 'project.sqlite'}: video 'vidA': field ")
+    kept = convert(tmp_path / "proj", "long_rvos", tmp_path / "kept")
+    assert sorted(p.parent.name for p in kept.sidecars) == sorted(kept.videos)  # one sidecar per split
+    back = longrvos_data.load(tmp_path / "kept")["train"].video("vidA")
+    assert {e.exp_id: e.track_ids for e in back.expressions}["1"] == ("10", "11")
+    lossy = convert(tmp_path / "proj", "long_rvos", tmp_path / "lossy", lossy=True)
+    assert ("vidA", "expression", "1") in [(d.video, d.what, d.exp_id) for d in lossy.dropped]

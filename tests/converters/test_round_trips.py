@@ -26,7 +26,7 @@ from longrvos_data.sidecar import SIDECAR
 from longrvos_data.schema import Video
 from longrvos_data.synth import generate
 
-from fixtures import fixture
+from fixtures import fixture, hand_sources
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 TARGETS = ("ytvis", "davis", "sola", "long_rvos", "mevis", "hf")
@@ -36,15 +36,7 @@ hand = fixture("interchange_hand")
 
 # source id -> builder(tmp_path) -> dataset root
 SOURCES: dict[str, Callable[[Path], Path]] = {
-    "long_rvos_hand": lambda p: fixture("long_rvos_hand").build(p),
-    "lvos_hand": lambda p: fixture("lvos_hand").build(p),
-    "lvos_v2_hand": lambda p: fixture("lvos_hand").build_v2(p),
-    "ref_youtube_vos_hand": lambda p: fixture("ref_youtube_vos_hand").build(p),
-    "mevis_hand": lambda p: fixture("mevis_hand").build(p),
-    "revos_hand": lambda p: fixture("revos_hand").build(p),
-    "ytvis_hand": hand.build_ytvis,
-    "davis_hand": hand.build_davis,
-    "sola_hand": hand.build_sola,
+    **hand_sources(),
     **{f"synth_{fmt}": (lambda p, fmt=fmt: generate(fmt, p / fmt, num_videos=2, num_frames=4))
        for fmt in ("long_rvos", "lvos", "mevis", "revos", "ref_youtube_vos")},
 }
