@@ -43,9 +43,10 @@ import threading
 import time
 import zipfile
 import zlib
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Iterable, Iterator
+from typing import IO
 
 from .errors import DataError, LongRVOSError
 from .fsutil import atomic_write_json
@@ -555,7 +556,7 @@ class _Inflater:
                         return
             if not inflate.eof:
                 raise EOFError("compressed file ended before the end-of-stream marker was reached")
-        except BaseException as err:  # handed to the reading thread, which raises it
+        except BaseException as err:  # noqa: BLE001 - handed to the reading thread, which raises it
             self._put(err)
         else:
             self._put(None)

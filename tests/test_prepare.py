@@ -1,5 +1,6 @@
 """`longrvos prepare`: the archives each release ships, built here from samples/, unpack to the layouts
 the loaders read; unsafe members are refused; a SIGKILLed run, re-run, equals an uninterrupted one."""
+import gzip
 import hashlib
 import io
 import os
@@ -9,20 +10,27 @@ import stat
 import subprocess
 import sys
 import tarfile
+import threading
 import time
 import zipfile
 from pathlib import Path
 
 import pytest
+from fixtures.archives import RELEASES, SAMPLES, pack, release, tree
 
 from longrvos_data.cli import main
 from longrvos_data.errors import DataError
 from longrvos_data.loaders import load
 from longrvos_data.loaders.revos import ReVOSPaths
-from longrvos_data.prepare import archive_spec, check_unpacked, extract, find_archives, prepare, prepared_removed
+from longrvos_data.prepare import (
+    archive_spec,
+    check_unpacked,
+    extract,
+    find_archives,
+    prepare,
+    prepared_removed,
+)
 from longrvos_data.summary import summarise
-
-from fixtures.archives import RELEASES, SAMPLES, pack, release, tree
 
 REPO = SAMPLES.parent
 
@@ -378,3 +386,95 @@ def test_archive_names(name, dest, tops):
     if spec is not None:
         assert spec.sha256 == (ReVOSPaths.SHA256["JPEGImages.zip"] if name == "JPEGImages.zip" else None)
         assert spec.partial == spec.dest.with_name(spec.dest.name + ".partial")
+
+
+# -- every header kind is read as tarfile reads it; the decompressing thread ---------------------------------------
+def _content() -> dict[str, bytes | None]:
+    rng = __import__("random").Random(1)
+    deep = "d" * 60 + "/" + "e" * 60  # 121 characters: ustar's prefix field, GNU's long name, a pax path
+    return {"v": None, "v/00000.jpg": rng.randbytes(1000), "v/empty.png": b"", f"{deep}/00000.png": b"png",
+            "vidéo/00000.jpg": b"accent", "big/exactly.bin": rng.randbytes(1 << 20),
+            "big/spans.bin": rng.randbytes((9 << 20) + 7)}  # larger than a chunk: written in pieces
+
+
+def _pack(archive: Path, content: dict, fmt: int, **kwargs) -> None:
+    archive.parent.mkdir(parents=True, exist_ok=True)
+    gz = archive.name.endswith(".gz")
+    with tarfile.open(archive, "w:gz" if gz else "w", format=fmt, **({"compresslevel": 1} if gz else {}),
+                      **kwargs) as tar:
+        for name, data in content.items():
+            info = tarfile.TarInfo(name)
+            info.type = tarfile.DIRTYPE if data is None else tarfile.REGTYPE
+            info.size = len(data or b"")
+            tar.addfile(info, None if data is None else io.BytesIO(data))
+
+
+@pytest.mark.parametrize("fmt", ["ustar", "gnu", "pax", "pax-global"])
+@pytest.mark.parametrize("suffix", [".tar.gz", ".tar"])
+def test_header_formats_extract_exactly(fmt, suffix, tmp_path):
+    archive = tmp_path / "root" / "valid" / f"Annotations{suffix}"
+    content = _content()
+    kwargs = {"pax_headers": {"comment": "a global header"}} if fmt == "pax-global" else {}
+    _pack(archive, content, {"ustar": tarfile.USTAR_FORMAT, "gnu": tarfile.GNU_FORMAT}.get(fmt, tarfile.PAX_FORMAT),
+          **kwargs)
+    [result] = prepare(tmp_path / "root").archives
+    got = tree(tmp_path / "root" / "valid" / "Annotations")
+    assert got == {**content, "d" * 60: None, "d" * 60 + "/" + "e" * 60: None, "vidéo": None, "big": None}
+    assert (result.files, result.bytes) == (6, sum(len(d) for d in content.values() if d))
+
+
+@pytest.mark.parametrize("fmt", ["gnu", "posix"])
+def test_sparse_file_from_gnu_tar(fmt, tmp_path):
+    src = tmp_path / "src" / "v"
+    src.mkdir(parents=True)
+    with open(src / "holes.bin", "wb") as fh:
+        fh.write(b"a" * 5000)
+        fh.seek(3 << 20)
+        fh.write(b"b" * 100)
+        fh.truncate(5 << 20)  # ends in a hole
+    archive = tmp_path / "root" / "valid" / "JPEGImages.tar.gz"
+    archive.parent.mkdir(parents=True)
+    subprocess.run(["tar", "--sparse", f"--format={fmt}", "-czf", str(archive), "-C", str(tmp_path / "src"), "v"],
+                   check=True)
+    with tarfile.open(archive) as tar:
+        assert [m.name for m in tar if m.issparse()] == ["v/holes.bin"]
+    prepare(tmp_path / "root")
+    assert tree(tmp_path / "root" / "valid" / "JPEGImages") == {"v": None, "v/holes.bin": (src / "holes.bin").read_bytes()}
+
+
+def test_concatenated_gzip_members_and_padding_are_read_whole(tmp_path):
+    plain = tmp_path / "plain.tar"
+    content = {"v": None, **{f"v/{i:05d}.jpg": bytes([i]) * (700 + i) for i in range(20)}}
+    _pack(plain, content, tarfile.PAX_FORMAT)
+    data = plain.read_bytes()
+    archive = tmp_path / "root" / "valid" / "JPEGImages.tar.gz"
+    archive.parent.mkdir(parents=True)
+    archive.write_bytes(gzip.compress(data[:5000]) + gzip.compress(data[5000:]) + bytes(64))
+    prepare(tmp_path / "root")
+    assert tree(tmp_path / "root" / "valid" / "JPEGImages") == content
+
+
+@pytest.mark.parametrize("damage", ["checksum", "truncated"])
+def test_damaged_plain_tar_is_an_error_not_a_partial_tree(damage, tmp_path):
+    archive = tmp_path / "root" / "valid" / "JPEGImages.tar"
+    _pack(archive, {"v": None, "v/00000.jpg": b"x" * 600, "v/00001.jpg": b"y" * 600}, tarfile.USTAR_FORMAT)
+    data = bytearray(archive.read_bytes())
+    if damage == "checksum":  # tarfile alone stops there, silently: only v/00000.jpg would be extracted
+        data[2048 + 20] ^= 1  # a byte of the third header's name (headers at 0, 512, 2048)
+    else:
+        data = data[:512 * 5 + 100]  # inside the last file's data
+    archive.write_bytes(bytes(data))
+    with pytest.raises(DataError) as err:
+        prepare(tmp_path / "root")
+    reason = "bad checksum" if damage == "checksum" else "unexpected end of data"
+    assert str(err.value) == f"{archive}: is corrupt or truncated ({reason})"
+    assert sorted(p.name for p in (tmp_path / "root" / "valid").iterdir()) == ["JPEGImages.tar"]
+
+
+def test_refusal_stops_the_decompressing_thread(tmp_path):
+    archive = tmp_path / "root" / "valid" / "JPEGImages.tar.gz"
+    _pack(archive, {"../evil": b"x", "v/zeros.bin": bytes(64 << 20)}, tarfile.PAX_FORMAT)  # 64 MiB: fills the queue
+    with pytest.raises(DataError, match="'../evil' contains '..'"):
+        prepare(tmp_path / "root")
+    assert [t for t in threading.enumerate() if t.name == "longrvos-gunzip"] == []
+    assert sorted(p.name for p in (tmp_path / "root" / "valid").iterdir()) == ["JPEGImages.tar.gz"]
