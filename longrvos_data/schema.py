@@ -113,6 +113,11 @@ class MaskSource:
         self.masks(index)
         return []
 
+    def findings(self) -> list:
+        """Warnings (`errors.Problem`) about what a lenient reader accepted while decoding so far,
+        e.g. Long-RVOS grey-level PNGs; `validate` asks for them after decoding every frame."""
+        return []
+
 
 class RLEMaskSource(MaskSource):
     """Masks already held as RLE: ``{track_id: [RLE | None per frame]}``, read on demand.

@@ -118,6 +118,9 @@ class RenamedMaskSource(MaskSource):
     def check(self, index: int) -> list[str]:
         return self.base.check(index)
 
+    def findings(self) -> list:
+        return self.base.findings()
+
 
 class SidecarMaskSource(MaskSource):
     """A format's masks with the sidecar's exact masks laid over them, frame by frame."""
@@ -153,6 +156,9 @@ class SidecarMaskSource(MaskSource):
 
     def check(self, index: int) -> list[str]:
         return self.base.check(index) if self.base is not None else []
+
+    def findings(self) -> list:
+        return self.base.findings() if self.base is not None else []
 
 
 class Sidecar:

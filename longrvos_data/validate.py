@@ -57,9 +57,7 @@ def check_video(video: Video) -> list[Problem]:
             except DataError as err:
                 problems.append(Problem("error", err.message, err.file, err.video or video.video_id, err.field))
         # what a lenient reader accepted but noted while decoding (Long-RVOS grey-level PNGs)
-        findings = getattr(video.mask_source, "findings", None)
-        if findings is not None:
-            problems.extend(findings())
+        problems.extend(video.mask_source.findings())
     return problems
 
 

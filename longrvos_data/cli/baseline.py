@@ -5,7 +5,7 @@ from pathlib import Path
 
 from ..errors import LongRVOSError
 from ..loaders import LOADERS
-from .common import progress, skipped
+from .common import add_progress_flag, progress, skipped
 
 
 def _add_baseline(sub) -> None:
@@ -21,7 +21,7 @@ def _add_baseline(sub) -> None:
                    help="H.264 reference frames (3 = libx264's default, as the public extractor)")
     m.add_argument("--on-error", choices=["raise", "skip"], default="raise",
                    help="skip bad videos with a warning instead of stopping")
-    m.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_progress_flag(m)
 
 
 def _run_baseline(args) -> int:

@@ -9,6 +9,12 @@ from pathlib import Path
 from ..loaders import LOADERS
 
 
+def add_progress_flag(p: argparse.ArgumentParser) -> None:
+    """``--no-progress``, read by `progress`."""
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (there is none unless stderr is "
+                                                          "a terminal)")
+
+
 def progress(args) -> bool:
     """Bars only on a terminal (they go to stderr), and never with ``--no-progress``."""
     return not args.no_progress and sys.stderr.isatty()

@@ -7,7 +7,8 @@ from pathlib import Path
 
 from ..errors import LongRVOSError, Problem
 from ..loaders import LOADERS
-from .common import add_format_args, add_project_filters, load_options, print_problems, progress, skipped
+from .common import (add_format_args, add_progress_flag, add_project_filters, load_options,
+                     print_problems, progress, skipped)
 
 
 def _add_download(sub) -> None:
@@ -21,7 +22,7 @@ def _add_download(sub) -> None:
     p.add_argument("--remove-archives", action="store_true", help="delete each archive once unpacked")
     p.add_argument("--dry-run", action="store_true", help="print the repository, the file patterns and where "
                                                           "each file lands; no network")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar while unpacking")
+    add_progress_flag(p)
 
 
 def _run_download(args) -> int:
@@ -34,7 +35,7 @@ def _run_download(args) -> int:
         print(dl.format_plan(plan))
         return 0
     report = dl.download(args.dataset, args.out, splits=args.split, remove_archives=args.remove_archives,
-                         progress=not args.no_progress and sys.stderr.isatty())
+                         progress=progress(args))
     _print_prepared(report.prepared)
     for split, counts in report.splits.items():
         print(f"{args.out}/{split}: " + ", ".join(f"{n} {k}" for k, n in counts.items()))
@@ -48,7 +49,7 @@ def _add_prepare(sub) -> None:
     p.add_argument("--remove-archives", action="store_true", help="delete each archive once unpacked")
     p.add_argument("--no-verify", action="store_true", help="skip the published SHA256 check (ReVOS JPEGImages.zip)")
     p.add_argument("--json", action="store_true", help="print the report as one JSON object")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_progress_flag(p)
 
 
 def _print_prepared(report) -> None:
@@ -64,7 +65,7 @@ def _print_prepared(report) -> None:
 def _run_prepare(args) -> int:
     from ..prepare import prepare
     report = prepare(args.root, remove_archives=args.remove_archives, verify=not args.no_verify,
-                     progress=not args.no_progress and not args.json and sys.stderr.isatty())
+                     progress=progress(args) and not args.json)
     if args.json:
         print(json.dumps(report.as_dict(), indent=2))
     else:
@@ -80,8 +81,7 @@ def _add_info(sub) -> None:
     p.add_argument("--workers", type=int, default=1, help="processes for --deep")
     p.add_argument("--on-error", choices=["raise", "skip"], default="raise",
                    help="skip bad videos (listed, not counted; exit status 3) instead of stopping")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar (there is none unless stderr is "
-                                                              "a terminal)")
+    add_progress_flag(p)
 
 
 def _run_info(args) -> int:
@@ -99,8 +99,7 @@ def _add_validate(sub) -> None:
     p.add_argument("--checksums", action="store_true", help="verify the SHA256 sums the release publishes (ReVOS)")
     p.add_argument("--json", action="store_true", help="print the problems as JSON")
     p.add_argument("--workers", type=int, default=1, help="processes for the per-video checks")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar (there is none unless stderr is "
-                                                              "a terminal)")
+    add_progress_flag(p)
     p.set_defaults(lists_problems=("error", "warning"))  # its output is every problem: none is logged too
 
 
@@ -137,8 +136,7 @@ def _add_convert(sub) -> None:
     p.add_argument("--on-error", choices=["raise", "skip"], default="raise",
                    help="skip bad videos (listed, not written; exit status 3) instead of stopping")
     p.add_argument("--json", action="store_true", help="print the report as one JSON object")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar (there is none unless stderr is "
-                                                              "a terminal)")
+    add_progress_flag(p)
 
 
 def _run_convert(args) -> int:

@@ -5,7 +5,7 @@ import json
 import sys
 from pathlib import Path
 
-from .common import add_format_args, load_options, progress, skipped
+from .common import add_format_args, add_progress_flag, load_options, progress, skipped
 
 
 def _add_fiftyone(sub) -> None:
@@ -28,8 +28,7 @@ def _add_fiftyone(sub) -> None:
     p.add_argument("--expression", metavar="VIDEO_ID/EXP_ID",
                    help="save the view 'expression' showing only this expression's target (opened by --launch)")
     p.add_argument("--json", action="store_true", help="print the report as one JSON object")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar (there is none unless stderr is "
-                                                              "a terminal)")
+    add_progress_flag(p)
 
 
 def _run_fiftyone(args) -> int:

@@ -5,7 +5,7 @@ import sys
 from pathlib import Path
 
 from ..loaders import LOADERS
-from .common import add_project_filters, load_options
+from .common import add_progress_flag, add_project_filters, load_options
 
 
 def _add_eval(sub) -> None:
@@ -30,7 +30,7 @@ def _add_eval(sub) -> None:
     p.add_argument("--revos-raw", action="store_true",
                    help="ReVOS A and R on raw grayscale values, reproducing the official script's bug")
     p.add_argument("--lvos-version", type=int, choices=[1, 2], help="LVOS unseen list (default: the dataset's)")
-    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    add_progress_flag(p)
 
 
 def _run_eval(args) -> int:
