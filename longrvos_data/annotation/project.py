@@ -173,7 +173,7 @@ def _import_video(store: Store, op_id: int, video: Video, *, root: Path, source:
 
 def _prediction_videos(source, store: Store, problems: ProblemLog) -> Iterator[tuple[Video, object, object]]:
     """``(video, its predictions, issue log)`` for every project video the predictions hold."""
-    from ..eval.predictions import IssueLog, RleJson
+    from ..predictions import IssueLog, RleJson
 
     videos: dict[str, list[Video]] = {}
     for split in store.splits():
@@ -219,7 +219,7 @@ def _predicted(preds, unit: str, video: Video) -> tuple[dict[int, dict | None], 
 def _import_predictions(store: Store, fmt: str, pred: Path, *, provenance: str, user: str,
                         problems: ProblemLog) -> int:
     """Write the predictions at ``pred`` as one import operation; returns the cells written."""
-    from ..eval.predictions import open_predictions
+    from ..predictions import open_predictions
 
     source = open_predictions(pred, protocol="lvos" if fmt == "lvos" else fmt)
     with store.transaction():

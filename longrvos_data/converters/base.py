@@ -36,7 +36,6 @@ splits of the same target (`prepare_output`).
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import functools
 import importlib
 import inspect
@@ -47,12 +46,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
-import numpy as np
-
-from .. import masks as _masks
 from ..errors import DataError, LongRVOSError, OnError, Problem, ProblemLog
 from ..fsutil import atomic_open, atomic_write_json
-from ..loaders.base import SplitReader, read_json
+from ..loaders.base import SplitReader
 from ..schema import Expression, Track, Video, check_id
 from ..sidecar import (COMPLETE, HF_STATE, LOCK, PARTS_DIR, SIDECAR, SIDECAR_FORMAT, SIDECAR_VERSION, read_complete,
                        unmark_complete, write_complete)

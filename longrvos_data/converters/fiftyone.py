@@ -501,7 +501,7 @@ class _MaskStage:
         self._json_entries: dict[str, Any] | None = None
 
     def _open_predictions(self, video: Video, issues):
-        from ..eval.predictions import RleJson
+        from ..predictions import RleJson
         if isinstance(self.predictions, RleJson):  # one JSON: parsed once, not once per video
             if self._json_entries is None:
                 self._json_entries = dict(self.predictions.iter_videos())
@@ -530,7 +530,7 @@ class _MaskStage:
         units = _units(video, self.format or video.dataset)
         vpreds = issues = None
         if self.predictions is not None:
-            from ..eval.predictions import IssueLog
+            from ..predictions import IssueLog
             issues = IssueLog(video.video_id)
             vpreds = self._open_predictions(video, issues)
         for i, frame in enumerate(video.frames):
@@ -781,7 +781,7 @@ def write(by_split: Mapping[str, Iterable[Video]], out: str | Path | None, *, na
         out: folder for the mask PNGs (``mask_path``); None keeps masks inline in the
             database (fine for a few thousand frames).
         name: FiftyOne dataset name.
-        predictions: a ``longrvos_data.eval.predictions.PredictionSource`` (see
+        predictions: a ``longrvos_data.predictions.PredictionSource`` (see
             `open_predictions`), or None.
         scores: the evaluation's per-frame report (a path or a `FrameScores`); needs
             ``predictions``.
@@ -1005,7 +1005,7 @@ def to_fiftyone(src: str | Path, *, name: str, format: str | None = None, split:
     dataset = load(src, format=format, split=split, on_error=on_error, **(load_options or {}))
     predictions = None
     if pred is not None:
-        from ..eval.predictions import open_predictions
+        from ..predictions import open_predictions
         from ..eval.protocols import PROTOCOLS
         predictions = open_predictions(pred, protocol=dataset.format if dataset.format in PROTOCOLS
                                        else "long_rvos")

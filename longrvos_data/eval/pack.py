@@ -30,7 +30,7 @@ from .. import masks as _masks
 from ..errors import LongRVOSError
 from ..fsutil import atomic_open
 from ..schema import Video
-from . import predictions as P
+from .. import predictions as P
 
 log = logging.getLogger("longrvos_data")
 

@@ -47,7 +47,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from ..schema import Video
-from . import predictions as P
+from .. import predictions as P
 from .metrics import lvos_variance, temporal_ious
 
 PROTOCOLS = ("long_rvos", "mevis", "revos", "lvos")

@@ -27,7 +27,7 @@ import numpy as np
 from .. import masks as _masks
 from ..errors import LongRVOSError
 from ..schema import Video
-from . import predictions as P
+from .. import predictions as P
 from .metrics import MaskInfo, accuracy, boundary_radius, raw_accuracy_robustness, robustness, score_frame
 from .protocols import (DROPPED, EMPTY, OK, POLICIES, ZERO, Protocol, Unit, UnitScores, get_protocol,
                         unseen_videos)
@@ -335,7 +335,10 @@ _STATE: dict[str, Any] = {}
 def _init_worker(provider: _VideoProvider, source: P.PredictionSource, scorer: _Scorer, reopen: bool = True) -> None:
     if reopen:
         provider.reopen()
-    cv2.setNumThreads(1)
+    else:
+        # Only in this process: a forked child inherits the parent's setting (1, see `evaluate`),
+        # and cv2.setNumThreads in a fork of a process whose OpenCV pool has run hangs forever.
+        cv2.setNumThreads(1)
     cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)  # bad PNGs are reported as warnings
     _STATE.update(provider=provider, source=source, scorer=scorer)
 
@@ -524,10 +527,15 @@ def evaluate(gt: Any, pred: str | Path | P.PredictionSource, *, protocol: str, s
             _STATE.update(saved)
     else:
         ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else mp.get_context()
-        with ctx.Pool(workers, initializer=_init_worker, initargs=(provider, source, scorer)) as pool:
-            for res in _bounded_imap(pool, _work, tasks(), 2 * workers):
-                results.append(res)
-                bar.update(1)
+        threads = cv2.getNumThreads()
+        cv2.setNumThreads(1)  # before the fork: one OpenCV thread per worker process
+        try:
+            with ctx.Pool(workers, initializer=_init_worker, initargs=(provider, source, scorer)) as pool:
+                for res in _bounded_imap(pool, _work, tasks(), 2 * workers):
+                    results.append(res)
+                    bar.update(1)
+        finally:
+            cv2.setNumThreads(threads)
     bar.close()
 
     if not from_json:

@@ -193,7 +193,7 @@ def test_overwrite_starts_over(fo, name, tmp_path):
 def test_hand_predictions_and_scores(fo, name, tmp_path):
     import pyarrow as pa
     import pyarrow.parquet as pq
-    from longrvos_data.eval.predictions import PngFolder
+    from longrvos_data.predictions import PngFolder
     video = hand_video(tmp_path)
     pred = tmp_path / "pred"
     M.write_binary_png(pred / "vidH" / "a" / "f0.png", T7_F0)          # exact
@@ -225,7 +225,7 @@ def test_hand_predictions_and_scores(fo, name, tmp_path):
 
 
 def test_rle_json_predictions_and_a_rerun_without_them(fo, name, tmp_path):
-    from longrvos_data.eval.predictions import RleJson
+    from longrvos_data.predictions import RleJson
     video = hand_video(tmp_path)
     preds = {"vidH": {"a": [M.encode(T7_F0), None, M.encode(T7_F2)], "b": [None, None, None]}}
     (tmp_path / "p.json").write_text(json.dumps(preds))

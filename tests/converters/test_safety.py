@@ -6,7 +6,6 @@ disk-full case a child under ``RLIMIT_FSIZE``."""
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
 import resource

@@ -101,6 +101,33 @@ def test_two_workers_give_the_same_report(tmp_path):
     assert two.rows == one.rows and two.overall == one.overall and two.warnings == one.warnings
 
 
+def test_workers_start_after_opencv_ran_its_thread_pool_in_this_process(tmp_path):
+    # A fork child calling cv2.setNumThreads hangs once the parent's OpenCV pool has run (e.g.
+    # after the classical engine propagated in-process): the pool must still start and finish.
+    import subprocess
+    import sys
+    code = ("import numpy as np, cv2, sys; from tests_eval_helper import run; "
+            "cv2.GaussianBlur(np.random.rand(2000, 2000).astype(np.float32), (31, 31), 0); run(sys.argv[1])")
+    helper = tmp_path / "tests_eval_helper.py"
+    helper.write_text(
+        "from pathlib import Path\n"
+        "from longrvos_data.synth import textured_lvos\n"
+        "from longrvos_data.predictions import write_video\n"
+        "from longrvos_data import load\n"
+        "from longrvos_data.eval import evaluate\n"
+        "def run(out):\n"
+        "    src = textured_lvos(Path(out) / 'src', width=96, height=64, num_frames=8)\n"
+        "    videos = list(load(src, format='lvos')['valid'])\n"
+        "    for v in videos:\n"
+        "        write_video(Path(out) / 'pred', v, v.iter_frame_masks())\n"
+        "    r = evaluate(src, Path(out) / 'pred', protocol='lvos', split='valid', workers=2, progress=False)\n"
+        "    print(r.overall['J&F'])\n")
+    res = subprocess.run([sys.executable, "-c", code, str(tmp_path)], cwd=tmp_path, capture_output=True, text=True,
+                         timeout=120)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert float(res.stdout.strip()) == 1.0
+
+
 def test_rle_json_predictions_equal_png_predictions(tmp_path):
     videos = _videos(tmp_path, "long_rvos", n=3)
     perturbed_predictions(videos, tmp_path / "pred", seed=5)

@@ -1,4 +1,5 @@
-"""Prediction readers: PNG folders and RLE JSON, and what is wrong with them.
+"""Prediction folders and RLE JSON: the readers (eval, FiftyOne, annotation import) and the
+writers (``propagate``, the baseline), in one place below every wing that uses them.
 
 Layouts read:
 
@@ -14,25 +15,39 @@ Layouts read:
 A reader never raises on a bad prediction (a zero-byte file, a file that is no image, an
 RLE that does not decode): it returns the frame as missing, wrong-sized or unreadable (a
 defect, with a short ``detail``); the runner records it as an `Issue`, one per frame, and
-the policy decides what it costs (see ``protocols.py``). Readers record only the oddities
+the policy decides what it costs (see ``eval/protocols.py``). Readers record only the oddities
 read the official way (`CONVERTED`, `EXTRA`).
+
+Writers (`video_writer`, `write_video`) write the PNG layouts the readers read, one video
+at a time and atomically: every file goes into ``<pred>/.<video_id>.partial/``, which is
+renamed to ``<pred>/<video_id>/`` once every frame is written (frames never given are
+written empty, so eval finds no gap). Readers ignore hidden folders, so a killed run
+leaves nothing they would score; `is_written` tells a finished video (a resumed run skips
+it) and a writer discards a leftover ``.partial`` of its video and starts it again.
+
+- ``lvos``: ``<pred>/<video_id>/<frame>.png``, palette PNG, pixel = object id; where masks
+  overlap the pixel goes to the higher score (on a tie, to the track given later).
+- ``referring``: ``<pred>/<video_id>/<exp_id>/<frame>.png``, 0/255 PNG per expression: the
+  union of its tracks' masks; a no-target expression gets all-empty frames.
 """
 from __future__ import annotations
 
 import io
 import os
+import shutil
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import cv2
 import numpy as np
 from PIL import Image
 
-from .. import masks as _masks
-from ..errors import LongRVOSError
-from ..schema import Video
+from . import masks as _masks
+from .errors import DataError, LongRVOSError
+from .fsutil import atomic_write_bytes
+from .schema import Video, check_id
 
 # Defects that a policy acts on (per expression / object).
 MISSING_VIDEO = "missing_video"
@@ -485,3 +500,194 @@ def open_predictions(path: str | Path, *, protocol: str) -> PredictionSource:
             raise LongRVOSError(f"{path}: LVOS predictions are indexed PNG folders (<pred>/<video>/<frame>.png)")
         return RleJson(path)
     return LvosPngFolder(path) if protocol == "lvos" else PngFolder(path)
+
+
+# -- writers -----------------------------------------------------------------------------
+LAYOUTS: tuple[str, ...] = ("lvos", "referring")
+PARTIAL = ".{video_id}.partial"
+"""Where a video is written before it is renamed into place (hidden: readers skip it)."""
+
+
+def layout_for(video: Video) -> str:
+    """The layout ``longrvos eval`` reads for ``video``'s dataset: ``lvos`` (semi-supervised VOS,
+    one palette PNG per frame) for LVOS, else ``referring`` (a folder per expression)."""
+    return "lvos" if video.dataset == "lvos" else "referring"
+
+
+def is_written(pred: str | Path, video_id: str) -> bool:
+    """Whether ``<pred>/<video_id>/`` holds a finished video (only a whole one is ever renamed there)."""
+    return (Path(pred) / video_id).is_dir()
+
+
+class VideoWriter:
+    """One video's predictions, written into a hidden ``.partial`` folder and renamed into place.
+
+    Use as a context manager: a clean exit commits, an exception (KeyboardInterrupt too)
+    removes the partial folder, so no half-written video is ever left under its name.
+
+    Example:
+        >>> with video_writer("out/pred", video) as w:
+        ...     w.write_frame(0, {"1": (mask, 0.9), "2": (other, 0.7)})
+    """
+
+    layout = ""
+
+    def __init__(self, pred: str | Path, video: Video) -> None:
+        self.pred = Path(pred)
+        self.video = video
+        self.final = self.pred / video.video_id
+        self.partial = self.pred / PARTIAL.format(video_id=video.video_id)
+        self.tracks = {t.track_id for t in video.tracks}
+        self._done: set[int] = set()
+        self._empty: bytes | None = None
+        if self.partial.exists():  # a run that stopped midway: start this video again
+            shutil.rmtree(self.partial)
+        self.partial.mkdir(parents=True)
+
+    def _masks(self, index: int, masks: Mapping[str, Any]) -> list[tuple[str, np.ndarray, float]]:
+        """``[(track_id, bool mask, score)]`` of the present masks, checked against the video."""
+        video = self.video
+        if isinstance(index, bool) or not isinstance(index, (int, np.integer)) or not 0 <= index < video.num_frames:
+            raise DataError(f"frame index {index!r} is not in 0..{video.num_frames - 1}", file=self.partial,
+                            video=video.video_id, field="frame_index")
+        out = []
+        for tid, value in masks.items():
+            mask, score = value if isinstance(value, tuple) else (value, 0.0)
+            if mask is None:
+                continue
+            field = f"frames[{index}].{tid}"
+            if str(tid) not in self.tracks:
+                raise DataError(f"prediction for unknown track {tid!r} (tracks: {sorted(self.tracks)})",
+                                file=self.partial, video=video.video_id, field=field)
+            m = np.asarray(mask)
+            if m.shape != (video.height, video.width):
+                raise DataError(f"mask is {m.shape}, the video is {video.height}x{video.width}", file=self.partial,
+                                video=video.video_id, field=field)
+            out.append((str(tid), m.astype(bool, copy=False), float(score)))
+        return out
+
+    def write_frame(self, index: int, masks: Mapping[str, Any]) -> None:
+        """Write frame ``index`` from ``{track_id: mask | None | (mask | None, score)}`` (None:
+        absent; a bare mask has score 0). Writing a frame again replaces it."""
+        self._write(index, self._masks(index, masks))
+        self._done.add(int(index))
+
+    def _write(self, index: int, present: Sequence[tuple[str, np.ndarray, float]]) -> None:
+        raise NotImplementedError
+
+    def _write_empty(self, index: int) -> None:
+        raise NotImplementedError
+
+    def commit(self) -> Path:
+        """Write the frames never given as empty, then rename the video into place; returns it."""
+        for i in range(self.video.num_frames):
+            if i not in self._done:
+                self._write_empty(i)
+        if self.final.exists():  # written meanwhile (or asked again): the new one replaces it
+            old = self.pred / f".{self.video.video_id}.old"
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(self.final, old)
+            os.replace(self.partial, self.final)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(self.partial, self.final)
+        return self.final
+
+    def abort(self) -> None:
+        """Remove the partial folder (nothing of this video is kept)."""
+        shutil.rmtree(self.partial, ignore_errors=True)
+
+    def __enter__(self) -> "VideoWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.commit()
+        else:
+            self.abort()
+
+    def _empty_png(self, palette: bool) -> bytes:
+        if self._empty is None:
+            zeros = np.zeros((self.video.height, self.video.width), dtype=np.uint8)
+            self._empty = _masks.png_bytes(zeros, palette=_masks.davis_palette() if palette else None)
+        return self._empty
+
+
+class LvosVideoWriter(VideoWriter):
+    """``<pred>/<video_id>/<frame>.png``: palette PNG, pixel = object id (ids must be 1..254)."""
+
+    layout = "lvos"
+
+    def __init__(self, pred: str | Path, video: Video) -> None:
+        self.ids: dict[str, int] = {}
+        for t in video.tracks:  # checked before anything is written
+            tid = t.track_id
+            if not (tid.isascii() and tid.isdigit() and 1 <= int(tid) <= 254):
+                raise DataError(f"an LVOS prediction pixel holds an object id 1..254; track id {tid!r} is not one",
+                                file=video.source_file, video=video.video_id, field=f"tracks.{tid}")
+            self.ids[tid] = int(tid)
+        super().__init__(pred, video)
+
+    def _path(self, index: int) -> Path:
+        return self.partial / f"{self.video.frames[index].name}.png"
+
+    def _write(self, index: int, present: Sequence[tuple[str, np.ndarray, float]]) -> None:
+        canvas = np.zeros((self.video.height, self.video.width), dtype=np.uint8)
+        order = sorted(range(len(present)), key=lambda k: (present[k][2], k))  # highest score painted last
+        for k in order:
+            tid, mask, _ = present[k]
+            canvas[mask] = self.ids[tid]
+        _masks.write_palette_png(self._path(index), canvas)
+
+    def _write_empty(self, index: int) -> None:
+        atomic_write_bytes(self._path(index), self._empty_png(palette=True))
+
+
+class ReferringVideoWriter(VideoWriter):
+    """``<pred>/<video_id>/<exp_id>/<frame>.png``: 0/255 PNG, the union of the expression's tracks."""
+
+    layout = "referring"
+
+    def __init__(self, pred: str | Path, video: Video) -> None:
+        for e in video.expressions:  # checked before anything is written
+            check_id(e.exp_id, file=video.source_file, video=video.video_id, field=f"expressions.{e.exp_id}")
+        super().__init__(pred, video)
+        for e in video.expressions:
+            (self.partial / e.exp_id).mkdir()
+
+    def _path(self, exp_id: str, index: int) -> Path:
+        return self.partial / exp_id / f"{self.video.frames[index].name}.png"
+
+    def _write(self, index: int, present: Sequence[tuple[str, np.ndarray, float]]) -> None:
+        by_track = {tid: mask for tid, mask, _ in present}
+        for e in self.video.expressions:
+            target = self.video.target_mask(e, by_track)
+            if target is None:
+                atomic_write_bytes(self._path(e.exp_id, index), self._empty_png(palette=False))
+            else:
+                _masks.write_binary_png(self._path(e.exp_id, index), target)
+
+    def _write_empty(self, index: int) -> None:
+        for e in self.video.expressions:
+            atomic_write_bytes(self._path(e.exp_id, index), self._empty_png(palette=False))
+
+
+def video_writer(pred: str | Path, video: Video, *, layout: str | None = None) -> VideoWriter:
+    """The writer of ``video``'s predictions under ``pred`` in ``layout`` (default: `layout_for`)."""
+    layout = layout or layout_for(video)
+    if layout not in LAYOUTS:
+        raise LongRVOSError(f"unknown prediction layout {layout!r}; choose one of {LAYOUTS}")
+    return (LvosVideoWriter if layout == "lvos" else ReferringVideoWriter)(pred, video)
+
+
+def write_video(pred: str | Path, video: Video, frames: Iterable[tuple[int, Mapping[str, Any]]], *,
+                layout: str | None = None) -> Path:
+    """Write ``(frame_index, {track_id: mask | (mask, score)})`` pairs as one finished video.
+
+    Example:
+        >>> write_video("out/pred", video, ((i, video.frame_masks(i)) for i in range(video.num_frames)))
+    """
+    with video_writer(pred, video, layout=layout) as w:
+        for index, masks in frames:
+            w.write_frame(index, masks)
+    return w.final
