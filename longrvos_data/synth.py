@@ -19,7 +19,6 @@ import numpy as np
 from PIL import Image
 
 from .fsutil import atomic_write_bytes
-from .masks import write_binary_png
 from .schema import Expression, Frame, MaskSource, Track, Video
 from .sidecar import unmark_complete
 
@@ -270,15 +269,21 @@ def write_predictions(videos: Sequence[Video], out: str | Path, *, shift: int = 
     Example:
         >>> write_predictions(load("samples/long_rvos")["valid"], "preds/valid")
     """
+    from .predictions import write_video
+
+    def shifted(video: Video):
+        for i, present in video.iter_frame_masks():
+            if miss_every > 0 and i % miss_every == miss_every - 1:
+                continue  # a frame never written is written empty
+            moved = {}
+            for tid, m in present.items():  # shifting each track shifts each expression's union
+                moved[tid] = np.zeros_like(m)
+                moved[tid][:, shift:] = m[:, :video.width - shift]
+            yield i, moved
+
     out = Path(out)
     for video in videos:
-        for i, present in video.iter_frame_masks():
-            for e in video.expressions:
-                target = video.target_mask(e, present)
-                pred = np.zeros((video.height, video.width), dtype=bool)
-                if target is not None and (miss_every <= 0 or i % miss_every != miss_every - 1):
-                    pred[:, shift:] = target[:, :video.width - shift]
-                write_binary_png(out / video.video_id / e.exp_id / f"{video.frames[i].name}.png", pred)
+        write_video(out, video, shifted(video), layout="referring")
     return out
 
 

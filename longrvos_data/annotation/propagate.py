@@ -39,7 +39,7 @@ from ..fsutil import exclusive_lock
 from ..predictions import PARTIAL, VideoWriter, is_written, video_writer
 from ..schema import Video
 from ..sidecar import LOCK
-from .engines import DEFAULT_ENGINE, ENGINES, Engine, Step, open_engine
+from .engines import DEFAULT_ENGINE, Engine, Step, engine_class, open_engine
 
 log = logging.getLogger("longrvos_data")
 
@@ -69,16 +69,9 @@ class PropagateReport:
 
 
 def check_engine_options(engine: str, options: Mapping[str, Any]) -> None:
-    """Refuse, before any video is read, an engine that does not exist or lacks what it needs."""
-    if engine not in ENGINES:
-        raise LongRVOSError(f"unknown engine {engine!r}; choose one of {sorted(ENGINES)}")
-    if engine == "sam2":
-        missing = [flag for key, flag in (("config", "--sam2-config"), ("checkpoint", "--checkpoint"))
-                   if not options.get(key)]
-        if missing:
-            raise LongRVOSError(f"the sam2 engine needs {' and '.join(missing)} (a model config and its checkpoint)")
-        if not Path(options["checkpoint"]).is_file():
-            raise LongRVOSError(f"{options['checkpoint']}: SAM2 checkpoint not found")
+    """Refuse, before any video is read, an engine that does not exist or lacks what it needs
+    (each engine says what it needs: `Engine.check_options`)."""
+    engine_class(engine).check_options(**options)
 
 
 def _engine(name: str, options: Mapping[str, Any]) -> Engine:

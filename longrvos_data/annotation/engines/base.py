@@ -143,6 +143,11 @@ class Engine(abc.ABC):
         if self._tracks.pop(str(track_id), None) is not None:
             self._remove(str(track_id))
 
+    @staticmethod
+    def check_options(**options) -> None:
+        """Refuse options that cannot work, cheaply, before a dataset is read (engines with model
+        files check them here); the constructor still validates everything."""
+
     def held(self) -> Held:
         """Frame indices whose features, memories and pointers the session holds now."""
         return Held()

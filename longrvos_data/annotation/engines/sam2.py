@@ -71,6 +71,16 @@ def _has_cuda_ops() -> bool:
     return importlib.util.find_spec("sam2._C") is not None
 
 
+def check_model_files(config: str | Path | None, checkpoint: str | Path | None) -> None:
+    """Refuse a missing config or checkpoint before anything heavy runs (torch is not imported)."""
+    missing = [flag for value, flag in ((config, "--sam2-config"), (checkpoint, "--checkpoint")) if not value]
+    if missing:
+        raise LongRVOSError(f"the sam2 engine needs {' and '.join(missing)}: a model config (e.g. "
+                            "configs/sam2.1/sam2.1_hiera_l.yaml) and its checkpoint; it never runs on random weights")
+    if not Path(checkpoint).is_file():
+        raise LongRVOSError(f"{checkpoint}: SAM2 checkpoint not found (official checkpoints: see the README)")
+
+
 def build_model(config: str | Path, checkpoint: str | Path, *, device: str = "cpu",
                 overrides: tuple[str, ...] = ()) -> Any:
     """The SAM2 video model from a Hydra config (a name such as ``configs/sam2.1/sam2.1_hiera_l.yaml``
@@ -79,14 +89,8 @@ def build_model(config: str | Path, checkpoint: str | Path, *, device: str = "cp
     Raises:
         LongRVOSError: no checkpoint, a missing file, or weights that do not fit the config.
     """
-    if not config:
-        raise LongRVOSError("the sam2 engine needs a model config (--sam2-config), e.g. "
-                            "configs/sam2.1/sam2.1_hiera_l.yaml")
-    if not checkpoint:
-        raise LongRVOSError("the sam2 engine needs a checkpoint (--checkpoint): it never runs on random weights")
+    check_model_files(config, checkpoint)
     checkpoint = Path(checkpoint)
-    if not checkpoint.is_file():
-        raise LongRVOSError(f"{checkpoint}: SAM2 checkpoint not found (official checkpoints: see the README)")
     model = _instantiate(config, (PREDICTOR, *POSTPROCESSING, *overrides))
     torch = _torch()
     try:
@@ -219,6 +223,11 @@ class Sam2Engine(Engine):
         mean = torch.tensor(IMG_MEAN, dtype=torch.float32)[:, None, None]
         std = torch.tensor(IMG_STD, dtype=torch.float32)[:, None, None]
         self._norm = (mean, std)
+
+    @staticmethod
+    def check_options(config: str | Path | None = None, checkpoint: str | Path | None = None, **_: Any) -> None:
+        """What `longrvos propagate` checks before reading any video (see `check_model_files`)."""
+        check_model_files(config, checkpoint)
 
     @classmethod
     def for_tests(cls, model: Any, **options) -> "Sam2Engine":
