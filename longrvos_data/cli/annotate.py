@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .common import print_problems, skipped
+from .common import add_engine_args, engine_options, print_problems, skipped
 
 
 def _add_annotate(sub) -> None:
@@ -32,6 +32,18 @@ def _add_annotate(sub) -> None:
     r.add_argument("project", type=Path)
     r.add_argument("old", help="the root recorded at import")
     r.add_argument("new", type=Path, help="where those frames are now")
+    s = verbs.add_parser("serve", help="the annotation web app on PROJECT (open the printed URL in a browser)")
+    s.add_argument("project", type=Path)
+    add_engine_args(s)
+    s.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default 127.0.0.1; any other needs a token, made unless --token)")
+    s.add_argument("--port", type=int, default=8765, help="port (default 8765; 0: any free port)")
+    s.add_argument("--user", help="who edits (history, undo; default: $LONGRVOS_USER or the login name)")
+    s.add_argument("--token", help="require this token (default: none on 127.0.0.1, a random one elsewhere)")
+    s.add_argument("--allow-host", action="append", default=[],
+                   help="another name this server is reached by (a Host header to accept), e.g. behind a proxy")
+    s.add_argument("--export-dir", type=Path, help="where exports go (default: PROJECT-exports/ beside PROJECT)")
+    s.add_argument("--max-body-mb", type=float, default=16, help="largest request body in MiB (default 16)")
     v = verbs.add_parser("validate", help="list missing frames (with their expected path) and check the database")
     v.add_argument("project", type=Path)
     v.add_argument("--json", action="store_true", help="print the problems as JSON")
@@ -57,7 +69,33 @@ def _run_annotate(args) -> int:
         moved = project.relink(args.project, args.old, args.new)
         print(f"{moved} video(s) now read their frames from {args.new}")
         return 0
+    if args.annotate_verb == "serve":
+        return _serve(args)
     return print_problems(project.validate_project(args.project), as_json=args.json)
+
+
+def _serve(args) -> int:
+    from ..annotation import server
+    from ..annotation.project import default_user
+    from ..annotation.propagate import check_engine_options
+
+    options = engine_options(args)
+    check_engine_options(args.engine, options)
+    token = args.token or (None if args.host == server.LOOPBACK else server.make_token())
+    sock = server.listen(args.host, args.port)
+    config = server.ServerConfig(args.project, engine=args.engine, engine_options=options, host=args.host,
+                                 port=sock.getsockname()[1], user=args.user or default_user(), token=token,
+                                 export_dir=args.export_dir, max_body=int(args.max_body_mb * 2**20),
+                                 allow_hosts=tuple(args.allow_host))
+    shown = f"[{args.host}]" if ":" in args.host else args.host
+    url = f"http://{shown}:{config.port}/" + (f"?token={token}" if token else "")
+    print(f"annotating {args.project} as {config.user} with the {args.engine} engine: open {url}  (Ctrl+C stops)",
+          flush=True)
+    try:
+        server.serve(config, sock=sock)
+    except KeyboardInterrupt:
+        pass
+    return 0
 
 
 VERBS = {"annotate": (_add_annotate, _run_annotate)}

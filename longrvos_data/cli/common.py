@@ -6,6 +6,7 @@ import json
 import sys
 from pathlib import Path
 
+from ..errors import LongRVOSError
 from ..loaders import LOADERS
 
 
@@ -49,6 +50,32 @@ def add_project_filters(p: argparse.ArgumentParser) -> None:
 def load_options(args) -> dict:
     """The project filters as `loaders.load` options (formats without them refuse them)."""
     return {k: getattr(args, k) for k in ("provenance", "status") if getattr(args, k, None) is not None}
+
+
+def add_engine_args(p: argparse.ArgumentParser) -> None:
+    """``--engine`` and the SAM2 engine's flags, read by `engine_options`."""
+    from ..annotation.engines import DEFAULT_ENGINE, ENGINES
+
+    p.add_argument("--engine", choices=sorted(ENGINES), default=DEFAULT_ENGINE,
+                   help="classical: OpenCV optical flow + GrabCut, no model; sam2: needs --sam2-config and "
+                        "--checkpoint")
+    p.add_argument("--sam2-config", help="sam2: the model config, e.g. configs/sam2.1/sam2.1_hiera_l.yaml")
+    p.add_argument("--checkpoint", type=Path, help="sam2: the checkpoint file matching --sam2-config")
+    p.add_argument("--device", default="cpu", help="sam2: torch device (cpu, cuda, cuda:1)")
+
+
+def engine_options(args) -> dict:
+    """The engine's options from the flags; flags of another engine are refused, not ignored."""
+    if args.engine == "sam2":
+        return {"config": args.sam2_config, "checkpoint": args.checkpoint, "device": args.device}
+    stray = [flag for flag, value in (("--sam2-config", args.sam2_config), ("--checkpoint", args.checkpoint))
+             if value is not None]
+    if args.device != "cpu":
+        stray.append("--device")
+    if stray:
+        raise LongRVOSError(f"{' and '.join(stray)} {'applies' if len(stray) == 1 else 'apply'} only to --engine "
+                            f"sam2 (the {args.engine} engine runs on the CPU with no model)")
+    return {}
 
 
 def print_problems(problems, *, as_json: bool) -> int:

@@ -5,11 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import LongRVOSError
-from .common import add_progress_flag, add_project_filters, load_options, progress, skipped
+from .common import add_engine_args, add_progress_flag, add_project_filters, engine_options, load_options, progress, skipped
 
 
 def _add_propagate(sub) -> None:
-    from ..annotation.engines import DEFAULT_ENGINE, ENGINES
     from ..loaders import LOADERS
 
     p = sub.add_parser("propagate", help="semi-supervised VOS: propagate each object's first annotated mask over "
@@ -18,12 +17,7 @@ def _add_propagate(sub) -> None:
     p.add_argument("--split", help="the split (required when SRC has several)")
     p.add_argument("--format", choices=list(LOADERS), help="skip detection and read SRC as this format")
     add_project_filters(p)
-    p.add_argument("--engine", choices=sorted(ENGINES), default=DEFAULT_ENGINE,
-                   help="classical: OpenCV optical flow + GrabCut, no model; sam2: needs --sam2-config and "
-                        "--checkpoint")
-    p.add_argument("--sam2-config", help="sam2: the model config, e.g. configs/sam2.1/sam2.1_hiera_l.yaml")
-    p.add_argument("--checkpoint", type=Path, help="sam2: the checkpoint file matching --sam2-config")
-    p.add_argument("--device", default="cpu", help="sam2: torch device (cpu, cuda, cuda:1)")
+    add_engine_args(p)
     p.add_argument("--image-size", type=int,
                    help="the engine's working resolution (default: the engine's own; classical: 480 px long side)")
     p.add_argument("--out", type=Path, required=True,
@@ -35,27 +29,13 @@ def _add_propagate(sub) -> None:
     add_progress_flag(p)
 
 
-def _engine_options(args) -> dict:
-    """The engine's options from the flags; flags of another engine are refused, not ignored."""
-    if args.engine == "sam2":
-        return {"config": args.sam2_config, "checkpoint": args.checkpoint, "device": args.device}
-    stray = [flag for flag, value in (("--sam2-config", args.sam2_config), ("--checkpoint", args.checkpoint))
-             if value is not None]
-    if args.device != "cpu":
-        stray.append("--device")
-    if stray:
-        raise LongRVOSError(f"{' and '.join(stray)} {'applies' if len(stray) == 1 else 'apply'} only to --engine "
-                            f"sam2 (the {args.engine} engine runs on the CPU with no model)")
-    return {}
-
-
 def _run_propagate(args) -> int:
     from ..annotation.propagate import propagate_dataset
 
     if args.workers < 1:
         raise LongRVOSError("--workers must be at least 1")
     report = propagate_dataset(args.src, args.out, split=args.split, format=args.format, engine=args.engine,
-                               engine_options=_engine_options(args), workers=args.workers,
+                               engine_options=engine_options(args), workers=args.workers,
                                image_size=args.image_size, progress=progress(args), on_error=args.on_error,
                                load_options=load_options(args))
     layout = f" ({report.layout} layout)" if report.layout else ""

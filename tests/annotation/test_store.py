@@ -211,7 +211,7 @@ def test_the_migration_runner_upgrades_an_older_database(tmp_path: Path) -> None
     db = tmp_path / "project.sqlite"
     _v1_database(db)
     with Store.open(tmp_path) as store:
-        assert store.con.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+        assert store.con.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
         info = store.video_info("valid", "v1")
         assert (info.status, info.assignee, info.meta, info.frames[0].path) == \
             ("todo", None, {"k": 1}, Path("/data/old/v1/00000.jpg"))
@@ -219,6 +219,9 @@ def test_the_migration_runner_upgrades_an_older_database(tmp_path: Path) -> None
         assert (cell.state, cell.provenance, cell.version, cell.rle) == \
             ("present", "imported", 1, {"size": [2, 3], "counts": "0140"})
         store.set_status("valid", "v1", "reviewed")                      # the new column works
+        store.add_flag("valid", "v1", flag_id="u1", source="user", check="user", severity="low", track_ids=["7"],
+                       frame_start=0, frame_end=0, message="look")       # and the new tables
+        assert [f.flag_id for f in store.flags("valid", "v1")] == ["u1"]
         assert store.integrity_check() == "ok"
 
 
@@ -249,3 +252,59 @@ def test_an_operation_writes_at_least_one_cell(store: Store) -> None:
     with pytest.raises(StoreError, match="^train/v: an operation writes at least one cell$"):
         store.write("train", "v", [], user="ana")
     assert store.history() == []
+
+
+def test_flags_are_replaced_by_their_source_and_dismissals_outlive_them(store: Store) -> None:
+    def audit_run() -> None:
+        store.clear_flags("audit")
+        for fid, frames in (("f1", (0, 1)), ("f2", (2, 2))):
+            store.add_flag("train", "v", flag_id=fid, source="audit", check="tiny_area", severity="high",
+                           track_ids=["a"], frame_start=frames[0], frame_end=frames[1], message="tiny", value=3.0,
+                           threshold=16.0)
+    audit_run()
+    store.add_flag("train", "v", flag_id="u1", source="user", check="user", severity="low", track_ids=[],
+                   frame_start=1, frame_end=1, message="look", user="ana")
+    store.dismiss("f1", user="ana")
+    audit_run()                                              # a re-run raises f1 again: it stays dismissed
+    assert [f.flag_id for f in store.flags("train", "v")] == ["u1", "f2"]
+    dismissed = {f.flag_id: f.dismissed_by for f in store.flags(dismissed=True)}
+    assert dismissed == {"f1": "ana", "u1": None, "f2": None}
+    with pytest.raises(StoreError, match="severity"):
+        store.add_flag("train", "v", flag_id="x", source="user", check="user", severity="urgent", track_ids=[],
+                       frame_start=0, frame_end=0, message="")
+    with pytest.raises(StoreError, match="the video has 3 frames"):
+        store.add_flag("train", "v", flag_id="x", source="user", check="user", severity="low", track_ids=[],
+                       frame_start=2, frame_end=3, message="")
+
+
+def test_expressions_are_added_edited_and_deleted(store: Store) -> None:
+    store.add_expression("train", "v", Expression("1", "both", ("a", "b"), "referring"))
+    store.update_expression("train", "v", "1", text="nothing", kind="no-target", track_ids=[])
+    exps = {e.exp_id: e for e in store.video_info("train", "v").expressions}
+    assert (exps["1"].text, exps["1"].kind, exps["1"].track_ids) == ("nothing", "no-target", ())
+    with pytest.raises(StoreError, match="exists"):
+        store.add_expression("train", "v", Expression("1", "again", (), "no-target"))
+    with pytest.raises(StoreError, match="unknown track"):
+        store.update_expression("train", "v", "1", track_ids=["zz"])
+    store.delete_expression("train", "v", "1")
+    with pytest.raises(StoreError, match="no expression"):
+        store.delete_expression("train", "v", "1")
+
+
+def test_a_refused_split_leaves_no_new_track(store: Store) -> None:
+    from longrvos_data.annotation import edits
+    store.write("train", "v", [Write("a", 1, base=0, rle=rle(A1))], user="ana")
+    stale = store.cell("train", "v", "a", 1)
+    store.write("train", "v", [Write("a", 1, base=stale.version, rle=rle(A0))], user="bo")
+    real_cells = store.cells
+
+    def cells_as_read_before(*args, **kwargs):          # the split read the cell before bo wrote it
+        return [c if c.frame != 1 else stale for c in real_cells(*args, **kwargs)]
+    store.cells = cells_as_read_before
+    with pytest.raises(Conflict):
+        edits.split_track(store, "train", "v", "a", 0, 2, user="ana")
+    store.cells = real_cells
+    assert [t.track_id for t in store.tracks("train", "v")] == ["a", "b"]
+    applied, new = edits.split_track(store, "train", "v", "a", 0, 2, user="ana")
+    assert new == "1" and pixels(store.cell("train", "v", "1", 1)) == A0.tolist()
+    assert store.cell("train", "v", "a", 1).state == "absent"
