@@ -393,3 +393,36 @@ def test_serve_refuses_a_taken_port_in_one_line(project):
         r = subprocess.run([sys.executable, "-m", "longrvos_data.cli", "annotate", "serve", str(project),
                             "--port", str(s.getsockname()[1])], capture_output=True, text=True, timeout=60)
     assert r.returncode != 0 and "cannot listen on 127.0.0.1" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_the_sam2_engine_behind_the_api(tmp_path):
+    """The same routes with SAM2 (tiny random weights from a checkpoint file): a box, a
+    propagation, a click correction that starts from the store's mask, and a range-only re-run."""
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("sam2")
+    from fixtures.sam2_tiny import CONFIG, OVERRIDES, stock_predictor
+
+    checkpoint = tmp_path / "tiny.pt"
+    torch.save({"model": stock_predictor().state_dict()}, checkpoint)
+    project = textured_project(tmp_path, num_frames=10)
+    options = {"config": CONFIG, "checkpoint": checkpoint, "overrides": OVERRIDES, "device": "cpu"}
+    with running(project, user="ana", engine="sam2", engine_options=options) as url, \
+            httpx.Client(base_url=url, timeout=300) as api:
+        assert api.get("/api/project").json()["engine"] == "sam2"
+        t = new_track(api)
+        r = api.post("/api/videos/1/prompt", json={"frame": 0, "track_id": t, "base": 0,
+                                                    "box": box_of(gt(project, 0)["1"])})
+        assert r.status_code == 200, r.text
+        lines = propagate(api, [t], 0)
+        assert lines[-1]["error"] is None and [x["frame"] for x in lines[1:-1]] == list(range(1, 10))
+        assert all(x["state"] in ("present", "absent") for x in lines[1:-1])
+        c = cell(api, 5, t)
+        ys, xs = np.nonzero(gt(project, 5)["1"])
+        r = api.post("/api/videos/1/prompt", json={"frame": 5, "track_id": t, "base": c["version"],
+                                                    "points": [[float(xs.mean()), float(ys.mean())]], "labels": [1]})
+        assert r.status_code == 200 and r.json()["cell"]["provenance"] == "human"
+        before = versions(api, t, 10)
+        lines = propagate(api, [t], 5, "backward")
+        assert lines[-1]["error"] is None and [x["frame"] for x in lines[1:-1]] == [4, 3, 2, 1]
+        after = versions(api, t, 10)
+        assert [f for f in range(10) if after[f] != before[f]] == [1, 2, 3, 4]
