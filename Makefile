@@ -49,7 +49,7 @@ browser:
 # The main job on the bundled sample data: detect, summarise and validate every sample,
 # unpack the Long-RVOS sample packed as its release ships it (and show what `download` would fetch),
 # score the sample predictions, publish one sample as a Hugging Face dataset and read it back,
-# make an annotation project from a sample and serve it with the web app, extract the ReferMo baseline's codec motion,
+# make an annotation project from a sample, serve it with the web app and audit it, extract the ReferMo baseline's codec motion,
 # propagate the LVOS sample's first masks with the classical engine and score them.
 demo: install
 	@set -e; for f in $(FORMATS); do \
@@ -90,6 +90,8 @@ demo: install
 	lanes = get(f'/api/videos/{pk}/lanes')['tracks']; print('timeline runs per track:', lanes); \
 	m = get(f'/api/videos/{pk}/masks/0'); print('frame 0:', [(c['track_id'], c['state'], c['provenance'], len(c['rle']['counts']) if c['rle'] else 0) for c in m['cells']])"; \
 	kill $$pid; wait $$pid 2>/dev/null; [ $$ok = 1 ]
+	@echo "== audit that project (per-frame, temporal and expression checks; the flags go to the app's review queue)"
+	$(BIN)/longrvos audit $(DEMO_OUT)/project --out $(DEMO_OUT)/audit/project.json --no-progress
 	@echo "== ReferMo's codec motion (H.264 vectors, keyframes) for samples/long_rvos valid"
 	$(BIN)/longrvos baseline extract-motion samples/long_rvos --split valid --out $(DEMO_OUT)/motion/valid
 	@echo "== propagate samples/lvos valid from each object's first mask (classical engine) and score it (LVOS protocol)"

@@ -25,7 +25,6 @@ import hmac
 import io
 import json
 import logging
-import os
 import re
 import secrets
 import socket
@@ -516,6 +515,26 @@ def create_app(config: ServerConfig):
                     hits.add(f)
         ahead = [f for f in hits if (f > frame if direction > 0 else f < frame)]
         return {"frame": (min(ahead) if direction > 0 else max(ahead)) if ahead else None}
+
+    @app.get("/api/flags")
+    def review_queue(severity: Optional[str] = None, check: Optional[str] = None, limit: int = 500):
+        """Every open flag of the project (the audit's and the annotators'), most severe first."""
+        store = stores.get()
+        rank = {"high": 0, "medium": 1, "low": 2}
+        rows = [f for f in store.flags() if (severity is None or f.severity == severity)
+                and (check is None or f.check == check)]
+        rows.sort(key=lambda f: rank[f.severity])            # stable: by video and frame within a severity
+        pks: dict[tuple[str, str], int] = {}
+        out = []
+        for f in rows[:max(0, min(limit, 10_000))]:
+            key = (f.split, f.video_id)
+            if key not in pks:
+                pks[key] = store.video_pk(*key)
+            out.append({"flag_id": f.flag_id, "pk": pks[key], "split": f.split, "video_id": f.video_id,
+                        "check": f.check, "severity": f.severity, "track_ids": list(f.track_ids), "exp_id": f.exp_id,
+                        "frame_start": f.frame_start, "frame_end": f.frame_end, "value": f.value,
+                        "threshold": f.threshold, "message": f.message, "source": f.source})
+        return {"total": len(rows), "flags": out}
 
     @app.get("/api/history")
     def history(limit: int = 50):

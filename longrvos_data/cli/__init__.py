@@ -1,6 +1,6 @@
 """The ``longrvos`` command: parses arguments and calls the library, nothing more.
 
-One module per verb group (`data`, `scoring`, `fiftyone`, `annotate`, `propagate`, `baseline`), each with
+One module per verb group (`data`, `scoring`, `fiftyone`, `annotate`, `audit`, `propagate`, `baseline`), each with
 an ``_add_<verb>(sub)`` that declares a verb's arguments, a ``_run_<verb>(args) -> int``
 that calls the library, and its ``VERBS``. Every `LongRVOSError` becomes a one-line message
 on stderr and exit status 2; no raw traceback reaches the user.
@@ -12,9 +12,10 @@ import logging
 import sys
 
 from ..errors import LongRVOSError
-from . import annotate, baseline, data, fiftyone, propagate, scoring
+from . import annotate, audit, baseline, data, fiftyone, propagate, scoring
 
-VERBS = {**data.VERBS, **scoring.VERBS, **fiftyone.VERBS, **annotate.VERBS, **propagate.VERBS, **baseline.VERBS}
+VERBS = {**data.VERBS, **scoring.VERBS, **fiftyone.VERBS, **annotate.VERBS, **audit.VERBS, **propagate.VERBS,
+         **baseline.VERBS}
 
 
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):

@@ -15,6 +15,9 @@ def _add_fiftyone(sub) -> None:
     p.add_argument("--pred", type=Path, help="predictions: PNG folder <pred>/<video>/<exp>/<frame>.png or RLE JSON")
     p.add_argument("--scores", type=Path,
                    help="per-frame report of `longrvos eval --per-frame` (REPORT.frames.parquet)")
+    p.add_argument("--audit", type=Path, metavar="REPORT.json",
+                   help="report of `longrvos audit`: its flags label the frames they span (field 'audit', "
+                        "tags audit:<severity>, views audit_flags and audit_high)")
     p.add_argument("--masks-dir", type=Path, help="where mask PNGs go (default: FiftyOne's dataset dir/<name>/masks)")
     p.add_argument("--inline-masks", action="store_true", help="keep masks in the database (small sets only)")
     p.add_argument("--overwrite", action="store_true",
@@ -36,7 +39,7 @@ def _run_fiftyone(args) -> int:
     report = lfo.to_fiftyone(args.path, name=args.name, format=args.format, split=args.split, pred=args.pred,
                              scores=args.scores, masks_dir=args.masks_dir, inline_masks=args.inline_masks,
                              overwrite=args.overwrite, on_error=args.on_error, progress=progress(args),
-                             workers=args.workers, load_options=load_options(args))
+                             workers=args.workers, load_options=load_options(args), audit=args.audit)
     view = args.view
     if args.expression:
         video_id, _, exp_id = args.expression.partition("/")
@@ -49,6 +52,7 @@ def _run_fiftyone(args) -> int:
         print(f"FiftyOne dataset {report.name!r}: {report.samples} frame(s) of {report.videos} video(s) written "
               f"({report.total_samples} in total, {report.removed} stale removed), {report.gt_masks} mask(s)"
               + (f", {report.pred_labels} prediction(s), {report.scored} scored" if args.pred else "")
+              + (f", {report.audit_flags} audit flag(s) on {report.audit_frames} frame(s)" if args.audit else "")
               + f"; {report.samples / max(report.seconds, 1e-9):.0f} frames/s")
         print(f"saved views: {', '.join(report.views)}")
     status = skipped("fiftyone", report.skipped, "not imported")  # warnings were logged as they came

@@ -4,8 +4,9 @@ One persistent FiftyOne dataset holds one image sample per frame. Ground truth i
 ``fo.Detections`` field with an instance mask per present track; a video's expressions
 are a field of every one of its frames; predictions (optional) are a second label field
 with one detection per expression and frame, carrying the frame's J and F when an
-evaluation report is given. Saved views group the frames by video (dynamic groups,
-played as a video in the App), show one expression kind, or sort the worst frames first.
+evaluation report is given; an audit report's flags (optional) label the frames they
+span. Saved views group the frames by video (dynamic groups, played as a video in the
+App), show one expression kind, sort the worst frames first, or list the flagged frames.
 
 Sample fields (``Sample`` = one frame)::
 
@@ -23,6 +24,11 @@ Sample fields (``Sample`` = one frame)::
     predictions     fo.Detections: one per expression (LVOS: per object); label = exp_id,
                     attributes exp_id, text, kind, J and F (when scores are given), and
                     ``defect`` when the prediction frame is missing or unreadable
+    audit           fo.Classifications: one per audit flag spanning the frame (`add_audit`);
+                    label = the check, attributes severity, flag_id, track_ids (space-
+                    separated), exp_id, value, threshold, score, frame_start, frame_end (the
+                    flag's span, 0-based frame indices, inclusive) and message
+    tags            ``audit:<severity>`` on every frame of a video with a flag of that severity
 
 Masks on disk (``mask_path``; FiftyOne reads a mask relative to its bounding box, so each
 PNG is the crop of the mask to its box, 0/255)::
@@ -78,6 +84,10 @@ VIEW_BY_VIDEO = "by_video"
 VIEW_WORST = "worst_frames"
 VIEW_EXPRESSION = "expression"  # what `longrvos fiftyone --expression VIDEO/EXP` saves
 VIEW_KIND_PREFIX = "kind_"
+AUDIT_FIELD = "audit"          # the audit's flags on the frames they span (`add_audit`)
+AUDIT_TAG_PREFIX = "audit:"    # + severity: a tag on every frame of a video with such a flag
+VIEW_AUDIT = "audit_flags"
+VIEW_AUDIT_HIGH = "audit_high"
 
 INSTALL_HINT = ("the FiftyOne converter needs the fiftyone package: pip install 'longrvos-data[fiftyone]', "
                 "then run `longrvos fiftyone-setup`")
@@ -103,6 +113,10 @@ EMBEDDED_FIELDS: dict[str, tuple[str, str | None]] = {
 }
 PRED_ATTRIBUTES: dict[str, str] = {"exp_id": "StringField", "text": "StringField", "kind": "StringField",
                                    "J": "FloatField", "F": "FloatField", "defect": "StringField"}
+AUDIT_ATTRIBUTES: dict[str, str] = {"severity": "StringField", "flag_id": "StringField", "track_ids": "StringField",
+                                    "exp_id": "StringField", "value": "FloatField", "threshold": "FloatField",
+                                    "score": "FloatField", "frame_start": "IntField", "frame_end": "IntField",
+                                    "message": "StringField"}
 
 # What `configure` puts into FiftyOne's config file when the key is not there yet.
 SETUP_DEFAULTS: dict[str, Any] = {"database_validation": False}
@@ -331,6 +345,13 @@ def private_database(path: str | Path, *, port: int | None = None,
         if "fiftyone" in sys.modules:
             from fiftyone.core.odm import database as _fodb
             _fodb._disconnect()
+            # FiftyOne's repositories (delegated operations, execution store) keep the closed
+            # client's collections: drop them, or the next database in this process fails
+            # with "Cannot use MongoClient after close" (e.g. on fo.delete_dataset)
+            factory = sys.modules.get("fiftyone.factory.repo_factory")
+            if factory is not None:
+                factory._db = None
+                factory.RepositoryFactory.repos.clear()
             import fiftyone as fo
             fo.config.database_uri = saved["FIFTYONE_DATABASE_URI"]
         for key, value in saved.items():
@@ -428,6 +449,7 @@ class FiftyOneReport:
         seconds: wall time of the import.
         problems: every problem met, as lines (source warnings, skipped videos, prediction issues).
         skipped: the videos left out with ``on_error="skip"``.
+        audit_flags, audit_frames: flags of the audit report given and the frames they label.
     """
 
     name: str
@@ -443,6 +465,8 @@ class FiftyOneReport:
     seconds: float = 0.0
     problems: list[str] = field(default_factory=list)
     skipped: list[Problem] = field(default_factory=list)
+    audit_flags: int = 0
+    audit_frames: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         out = dict(self.__dict__)
@@ -886,7 +910,10 @@ def save_views(dataset) -> list[str]:
     - ``kind_<kind>`` for each expression kind present: the frames of videos that have an
       expression of that kind, ground truth limited to the tracks such expressions name and
       predictions to those expressions;
-    - ``worst_frames`` when predictions carry J: frames by their lowest J, worst first.
+    - ``worst_frames`` when predictions carry J: frames by their lowest J, worst first;
+    - ``audit_flags`` and ``audit_high`` when an audit was added (`add_audit`): the frames
+      with a flag, most severe first, then by video and frame; and only the high-severity
+      flags, by video and frame.
 
     Example:
         >>> save_views(fo.load_dataset("lrvos-valid"))
@@ -913,6 +940,20 @@ def save_views(dataset) -> list[str]:
         view = dataset.match(scored.length() > 0).sort_by(scored.map(F("J")).min())
         dataset.save_view(VIEW_WORST, view, overwrite=True, description="frames by their lowest J, worst first")
         names.append(VIEW_WORST)
+    if dataset.has_sample_field(AUDIT_FIELD):
+        from ..annotation.audit import SEVERITY_RANK
+        flags = F(f"{AUDIT_FIELD}.classifications")
+        rank = 99
+        for severity, value in sorted(SEVERITY_RANK.items(), key=lambda kv: -kv[1]):
+            rank = (F("severity") == severity).if_else(value, rank)
+        in_order = [("video_key", 1), ("frame_number", 1)]
+        view = dataset.match(flags.length() > 0).sort_by([(flags.map(rank).min(), 1)] + in_order)
+        dataset.save_view(VIEW_AUDIT, view, overwrite=True,
+                          description="frames with audit flags, most severe first, then by video and frame")
+        high = dataset.filter_labels(AUDIT_FIELD, F("severity") == "high").sort_by(in_order)
+        dataset.save_view(VIEW_AUDIT_HIGH, high, overwrite=True,
+                          description="frames with high-severity audit flags (only those flags shown)")
+        names += [VIEW_AUDIT, VIEW_AUDIT_HIGH]
     return names
 
 
@@ -970,6 +1011,188 @@ def expression_view(dataset, video_id: str, exp_id: str, *, split: str | None = 
     return view
 
 
+# -- the audit's flags -------------------------------------------------------------------
+_NUMBER = (int, float)
+_FLAG_KEYS: dict[str, tuple[type, ...]] = {
+    "flag_id": (str,), "check": (str,), "severity": (str,), "split": (str,), "video_id": (str,),
+    "track_ids": (list,), "exp_id": (str, type(None)), "frame_start": (int,), "frame_end": (int,),
+    "value": _NUMBER, "threshold": _NUMBER, "score": _NUMBER, "message": (str,)}
+
+
+def read_audit(path: str | Path) -> tuple[str | None, list[dict[str, Any]]]:
+    """The source format and the flags of an audit report (REPORT.json of `longrvos audit`),
+    every row checked, so that nothing is written from a report that is not one.
+
+    Raises:
+        LongRVOSError: the file cannot be read.
+        DataError: not JSON, not an audit report (no ``flags`` / ``checks``), or a flag row
+            with a missing or mistyped field, an unknown severity or a backwards frame span.
+    """
+    from ..annotation.audit import SEVERITY_RANK
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise LongRVOSError(f"{path}: cannot read the audit report ({exc.strerror or exc})") from None
+    except UnicodeDecodeError as exc:
+        raise DataError(f"not an audit report: not UTF-8 text ({exc.reason})", file=path) from None
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise DataError(f"not an audit report: not JSON ({exc})", file=path) from None
+    missing = [k for k in ("flags", "checks") if not isinstance(doc, dict) or k not in doc]
+    if missing:
+        raise DataError("not an audit report (the REPORT.json of `longrvos audit`): "
+                        f"no {' or '.join(repr(k) for k in missing)}", file=path, field=missing[0])
+    if not isinstance(doc["flags"], list):
+        raise DataError(f"must be a list of flags, not {type(doc['flags']).__name__}", file=path, field="flags")
+    rows = []
+    for i, row in enumerate(doc["flags"]):
+        if not isinstance(row, dict):
+            raise DataError(f"must be an object, not {type(row).__name__}", file=path, field=f"flags[{i}]")
+        video = row.get("video_id") if isinstance(row.get("video_id"), str) else None
+        for key, kinds in _FLAG_KEYS.items():
+            if key not in row:
+                raise DataError("is missing", file=path, video=video, field=f"flags[{i}].{key}")
+            value = row[key]
+            if isinstance(value, bool) or not isinstance(value, kinds):
+                want = " or ".join("null" if k is type(None) else k.__name__ for k in kinds)
+                raise DataError(f"must be {want}, not {json.dumps(value)}", file=path, video=video,
+                                field=f"flags[{i}].{key}")
+        if not all(isinstance(t, str) for t in row["track_ids"]):
+            raise DataError(f"must be a list of strings, not {json.dumps(row['track_ids'])}", file=path,
+                            video=video, field=f"flags[{i}].track_ids")
+        if row["severity"] not in SEVERITY_RANK:
+            raise DataError(f"{row['severity']!r} is not one of {', '.join(SEVERITY_RANK)}", file=path,
+                            video=video, field=f"flags[{i}].severity")
+        if not 0 <= row["frame_start"] <= row["frame_end"]:
+            raise DataError(f"frames {row['frame_start']}..{row['frame_end']} are not a span of frame indices",
+                            file=path, video=video, field=f"flags[{i}].frame_end")
+        rows.append(row)
+    fmt = doc.get("format")
+    return (fmt if isinstance(fmt, str) else None), rows
+
+
+def _not_held(i: int, row: Mapping[str, Any], path: Path, name: str, splits: Iterable[str]) -> DataError:
+    splits = sorted(set(splits))
+    if row["split"] not in splits:
+        return DataError(f"FiftyOne dataset {name!r} holds no split {row['split']!r} (it holds "
+                         f"{', '.join(map(repr, splits)) or 'nothing'})", file=path, video=row["video_id"],
+                         field=f"flags[{i}].split")
+    return DataError(f"split {row['split']!r} of FiftyOne dataset {name!r} has no video {row['video_id']!r}",
+                     file=path, video=row["video_id"], field=f"flags[{i}].video_id")
+
+
+def _flag_targets(dataset, rows: list[dict[str, Any]], fmt: str | None, path: Path) -> list[tuple[str, int]]:
+    """The ``video_key`` and frame count each flag lands on; a flag the dataset cannot hold
+    (no such split, video, or frame) is a `DataError`."""
+    frames = dataset.count_values("video_key")
+    by_pair: dict[tuple[str, str], list[str]] = {}
+    for key in frames:
+        _source, split, video_id = key.split("/", 2)   # "<dataset>/<split>/<video_id>"; ids may hold "/"
+        by_pair.setdefault((split, video_id), []).append(key)
+    out = []
+    for i, row in enumerate(rows):
+        keys = by_pair.get((row["split"], row["video_id"]), [])
+        if len(keys) > 1 and fmt:
+            keys = [k for k in keys if k.split("/", 1)[0] == fmt] or keys
+        if not keys:
+            raise _not_held(i, row, path, dataset.name, (split for split, _ in by_pair))
+        if len(keys) > 1:
+            raise DataError(f"FiftyOne dataset {dataset.name!r} holds this video from several sources "
+                            f"({', '.join(sorted(keys))})", file=path, video=row["video_id"],
+                            field=f"flags[{i}].video_id")
+        n = frames[keys[0]]
+        if row["frame_end"] >= n:
+            raise DataError(f"frame {row['frame_end']} is past the video's {n} frame(s) in FiftyOne dataset "
+                            f"{dataset.name!r}", file=path, video=row["video_id"], field=f"flags[{i}].frame_end")
+        out.append((keys[0], n))
+    return out
+
+
+def add_audit(dataset, report: str | Path) -> tuple[int, int]:
+    """Label a converted dataset's frames with an audit report's flags (replacing an earlier report's).
+
+    Each flag becomes one ``fo.Classification`` (label = its check) in the ``audit`` field
+    of every frame it spans (flag frame ``f`` is the sample with ``frame_number == f + 1``),
+    the frames of a video with a flag of some severity are tagged ``audit:<severity>``,
+    and the saved views ``audit_flags`` and ``audit_high`` are refreshed (`save_views`).
+    Every flag is checked against the dataset before anything is written.
+
+    Args:
+        dataset: a FiftyOne dataset made by `write` (or its name).
+        report: the audit's REPORT.json (`longrvos audit`, ``AuditReport.write``).
+
+    Returns:
+        ``(flags, frames)``: the flags added and the frames they label.
+
+    Raises:
+        DataError: the file is not an audit report (`read_audit`), or a flag names a split,
+            video or frame the FiftyOne dataset does not hold.
+
+    Example:
+        >>> add_audit("lrvos-valid", "audit/REPORT.json")
+        (12, 40)
+    """
+    fo = import_fiftyone()
+    if isinstance(dataset, str):
+        dataset = fo.load_dataset(dataset)
+    path = Path(report)
+    fmt, rows = read_audit(path)
+    counts = _apply_audit(fo, dataset, path, fmt, rows)
+    save_views(dataset)
+    return counts
+
+
+def _apply_audit(fo, dataset, path: Path, fmt: str | None, rows: list[dict[str, Any]]) -> tuple[int, int]:
+    from fiftyone import ViewField as F
+
+    from ..annotation.audit import SEVERITY_RANK
+    targets = _flag_targets(dataset, rows, fmt, path)
+    order = sorted(range(len(rows)), key=lambda k: (SEVERITY_RANK[rows[k]["severity"]], -rows[k]["score"],
+                                                    rows[k]["flag_id"]))
+    keys = sorted({key for key, _ in targets})
+    ids: dict[tuple[str, int], str] = {}
+    if keys:
+        flagged = dataset.match(F("video_key").is_in(keys))
+        for sid, key, number in zip(*flagged.values(["id", "video_key", "frame_number"])):
+            ids[(key, number)] = sid
+    labels: dict[str, list[Any]] = {}
+    tagged: dict[str, set[str]] = {s: set() for s in SEVERITY_RANK}
+    for k in order:
+        row, (key, _) = rows[k], targets[k]
+        tagged[row["severity"]].add(key)
+        for f in range(row["frame_start"], row["frame_end"] + 1):
+            sid = ids.get((key, f + 1))
+            if sid is None:   # frame numbers are 1..n in a dataset `write` made
+                raise DataError(f"FiftyOne dataset {dataset.name!r} has no sample for frame {f}", file=path,
+                                video=row["video_id"], field=f"flags[{k}].frame_start")
+            labels.setdefault(sid, []).append(fo.Classification(
+                label=row["check"], severity=row["severity"], flag_id=row["flag_id"],
+                track_ids=" ".join(row["track_ids"]), exp_id=row["exp_id"], value=float(row["value"]),
+                threshold=float(row["threshold"]), score=float(row["score"]), frame_start=row["frame_start"],
+                frame_end=row["frame_end"], message=row["message"]))
+    # validated: now replace the earlier report's labels and tags
+    if not dataset.has_sample_field(AUDIT_FIELD):
+        dataset.add_sample_field(AUDIT_FIELD, fo.EmbeddedDocumentField, embedded_doc_type=fo.Classifications)
+    for attr, kind in AUDIT_ATTRIBUTES.items():
+        if not dataset.has_field(f"{AUDIT_FIELD}.classifications.{attr}"):
+            dataset.add_sample_field(f"{AUDIT_FIELD}.classifications.{attr}", getattr(fo, kind))
+    dataset.clear_sample_field(AUDIT_FIELD)
+    dataset.untag_samples([AUDIT_TAG_PREFIX + s for s in SEVERITY_RANK])
+    if labels:
+        dataset.set_values(AUDIT_FIELD, {sid: fo.Classifications(classifications=c) for sid, c in labels.items()},
+                           key_field="id", expand_schema=False)
+    for severity, videos in tagged.items():
+        if videos:
+            dataset.match(F("video_key").is_in(sorted(videos))).tag_samples(AUDIT_TAG_PREFIX + severity)
+    info = dict(dataset.info)
+    dataset.info = {**info, INFO_KEY: {**info.get(INFO_KEY, {}), "audit": str(path.resolve())}}
+    dataset.save()
+    log.info("FiftyOne dataset %r: %d audit flag(s) on %d frame(s)", dataset.name, len(rows), len(labels))
+    return len(rows), len(labels)
+
+
 # -- the whole job ---------------------------------------------------------------------
 def default_masks_dir(name: str) -> Path:
     """``<fo.config.default_dataset_dir>/<name>/masks``: FiftyOne's own place for dataset files."""
@@ -981,7 +1204,7 @@ def to_fiftyone(src: str | Path, *, name: str, format: str | None = None, split:
                 pred: str | Path | None = None, scores: str | Path | None = None,
                 masks_dir: str | Path | None = None, inline_masks: bool = False, overwrite: bool = False,
                 on_error: str = "raise", progress: bool = True, workers: int = 1,
-                load_options: Mapping[str, Any] | None = None) -> FiftyOneReport:
+                load_options: Mapping[str, Any] | None = None, audit: str | Path | None = None) -> FiftyOneReport:
     """Load a dataset in any supported format and write it into FiftyOne.
 
     Args:
@@ -996,13 +1219,22 @@ def to_fiftyone(src: str | Path, *, name: str, format: str | None = None, split:
         overwrite: delete the FiftyOne dataset first.
         workers: processes that decode masks and write the mask PNGs.
         load_options: format options for `loaders.load` (``project``: ``provenance``, ``status``).
+        audit: an audit report (REPORT.json of `longrvos audit`) whose flags label the frames
+            (`add_audit`); read and checked before the import, and a flag on a video the new
+            dataset will not hold is refused then too.
 
     Example:
         >>> to_fiftyone("data/mevis", name="mevis", split="valid_u").samples
         1234
     """
     from ..loaders import load
+    flags = None if audit is None else read_audit(audit)   # a wrong file fails before the import
     dataset = load(src, format=format, split=split, on_error=on_error, **(load_options or {}))
+    if flags is not None and (overwrite or not import_fiftyone().dataset_exists(name)):
+        held = {(s, v) for s, reader in dataset.splits.items() for v in reader.video_ids()}
+        for i, row in enumerate(flags[1]):
+            if (row["split"], row["video_id"]) not in held:
+                raise _not_held(i, row, Path(audit), name, dataset.splits)
     predictions = None
     if pred is not None:
         from ..predictions import open_predictions
@@ -1022,6 +1254,9 @@ def to_fiftyone(src: str | Path, *, name: str, format: str | None = None, split:
                                      "scores": None if scores is None else str(Path(scores).resolve())}}
     ds.save()
     report.skipped = dataset.problems.errors
+    if flags is not None:
+        report.audit_flags, report.audit_frames = _apply_audit(fo, ds, Path(audit), *flags)
+        report.views = save_views(ds)
     return report
 
 
@@ -1048,7 +1283,7 @@ def launch(dataset, *, port: int = 5151, view: str | None = None, address: str |
     return fo.launch_app(dataset, view=selected, port=port, address=address, remote=True, auto=False)
 
 
-__all__ = ["FiftyOneReport", "FrameScores", "GT_FIELD", "PRED_FIELD", "SetupReport", "VIEW_BY_VIDEO",
-           "VIEW_EXPRESSION", "VIEW_WORST", "configure", "config_path", "default_masks_dir", "expression_view",
-           "delete", "find_mongod", "import_fiftyone", "launch", "open_dataset", "private_database", "save_views",
-           "to_fiftyone", "write"]
+__all__ = ["AUDIT_FIELD", "FiftyOneReport", "FrameScores", "GT_FIELD", "PRED_FIELD", "SetupReport", "VIEW_AUDIT",
+           "VIEW_AUDIT_HIGH", "VIEW_BY_VIDEO", "VIEW_EXPRESSION", "VIEW_WORST", "add_audit", "configure", "config_path",
+           "default_masks_dir", "expression_view", "delete", "find_mongod", "import_fiftyone", "launch", "open_dataset",
+           "private_database", "read_audit", "save_views", "to_fiftyone", "write"]

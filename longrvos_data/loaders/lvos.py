@@ -133,8 +133,12 @@ class LVOSMasks(MaskSource):
         arr = self.read(index)
         if arr is None:
             return {}
-        counts = self._counts(arr)
-        return {tid: arr == v for tid, v in self.ids.items() if counts[v]}
+        out = {}
+        for tid, v in self.ids.items():   # a comparison per object beats one bincount for a few objects
+            m = arr == v
+            if m.any():
+                out[tid] = m
+        return out
 
     def areas(self, index: int) -> dict[str, int]:
         arr = self.read(index)

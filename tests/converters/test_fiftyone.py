@@ -28,21 +28,6 @@ from longrvos_data.schema import Expression, Frame, MaskSource, Track, Video  # 
 from longrvos_data.synth import generate  # noqa: E402
 
 
-@pytest.fixture(scope="module")
-def fo(tmp_path_factory):
-    with lfo.private_database(tmp_path_factory.mktemp("fo_db")):
-        import fiftyone
-        yield fiftyone
-
-
-@pytest.fixture
-def name(fo):
-    value = f"t-{uuid.uuid4().hex[:10]}"
-    yield value
-    if fo.dataset_exists(value):
-        fo.delete_dataset(value)
-
-
 def art(text: str) -> np.ndarray:
     """ASCII art -> (H, W) bool: ``#`` is foreground."""
     return np.array([[c == "#" for c in row] for row in text.strip().splitlines()], dtype=bool)

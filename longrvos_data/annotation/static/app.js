@@ -57,6 +57,11 @@ window.annotator = Object.freeze({
   get zoom() { return S.zoom; },
   get jobDone() { return S.job ? S.job.done : null; },
   get tracks() { return trackIds(); },
+  get queueTotal() { return Q.total; },
+  get queueFlags() { return Q.flags.map((f) => f.flag_id); },
+  get queueCurrent() { return Q.current ? Q.current.flag_id : null; },
+  get queueReady() { return Q.loaded > 0 && Q.loading === 0; },
+  get flagsHere() { return ((S.lanes && S.lanes.flags) || []).filter((f) => f.frame_start <= S.frame && S.frame <= f.frame_end).map((f) => f.flag_id); },
   colorOf(track) { return S.colors.get(String(track)) || null; },
 });
 
@@ -864,7 +869,7 @@ function addFlag(start = S.frame, end = S.frame, message = "revisit") {
   const tracks = S.selected == null ? [] : [S.selected];
   return act("flag", async () => {
     await api("POST", videoPath("/flags"), { frame_start: start, frame_end: end, track_ids: tracks, message });
-    await loadLanes();
+    await Promise.all([loadLanes(), loadQueue()]);
     setStatus(`flagged frames ${start}..${end}`, "ok");
   });
 }
@@ -872,7 +877,7 @@ function addFlag(start = S.frame, end = S.frame, message = "revisit") {
 function dismissFlag(flagId) {
   return act("dismiss flag", async () => {
     await api("POST", `/api/flags/${encodeURIComponent(flagId)}/dismiss`);
-    await loadLanes();
+    await Promise.all([loadLanes(), loadQueue()]);
     setStatus(`flag ${flagId} dismissed`, "ok");
   });
 }
@@ -1190,7 +1195,7 @@ function renderFlagsHere() {
   const flags = ((S.lanes && S.lanes.flags) || []).filter((f) => f.frame_start <= S.frame && S.frame <= f.frame_end);
   list.replaceChildren(...flags.map((f) => el("li", { dataset: { testid: "flag-item" } },
     el("span", { textContent: `${f.frame_start}..${f.frame_end} ${f.severity || ""} ${f.check || ""}: ${f.message}` }), " ",
-    el("button", { textContent: "dismiss", onclick: () => dismissFlag(f.flag_id) }))));
+    el("button", { textContent: "dismiss", dataset: { testid: "flag-dismiss" }, onclick: () => dismissFlag(f.flag_id) }))));
   if (!flags.length) list.append(el("li", { className: "muted", textContent: "none on this frame" }));
 }
 
@@ -1346,6 +1351,179 @@ function countVideos(videos) {
   return `${Object.values(videos || {}).reduce((a, b) => a + b, 0)} video(s) (${parts.join(", ")})`;
 }
 
+// ---- panels: review queue ---------------------------------------------------------------------
+// Every open flag of the project (audit + annotators), most severe first, as /api/flags sends them.
+// The list is virtualised: only the rows in view (plus a few) are in the DOM, whatever the count.
+const QUEUE_FETCH = 10000;   // the server's cap on one answer; beyond it the summary says so
+const QROW = 66;             // row pitch, px (rows are absolutely placed at i * QROW)
+const QOVERSCAN = 6;
+const QMAX_ROWS = 200;       // never more rows in the DOM than this, even in a very tall panel
+
+const Q = {
+  total: 0, flags: [], checks: new Map(), // checks: name -> count, from the last answer without a check filter
+  current: null,                          // {flag_id, index}: the flag last opened from the queue
+  loading: 0, loaded: 0, seq: 0, view: "videos",
+};
+
+async function loadQueue() {
+  const seq = ++Q.seq;
+  const severity = $("queue-filter-severity").value, check = $("queue-filter-check").value;
+  const q = new URLSearchParams({ limit: String(QUEUE_FETCH) });
+  if (severity) q.set("severity", severity);
+  if (check) q.set("check", check);
+  Q.loading++;
+  try {
+    const r = await api("GET", `/api/flags?${q}`);
+    if (seq !== Q.seq) return; // a newer request (another filter, another dismissal) answers instead
+    Q.total = r.total;
+    Q.flags = r.flags;
+    Q.loaded++;
+    if (Q.current) {
+      const i = Q.flags.findIndex((f) => f.flag_id === Q.current.flag_id);
+      if (i >= 0) Q.current.index = i; // else dismissed: `Q` goes on with the flag now at its place
+    }
+    if (!check) {
+      Q.checks = new Map();
+      for (const f of r.flags) Q.checks.set(f.check, (Q.checks.get(f.check) || 0) + 1);
+    }
+    renderQueue();
+  } catch (err) {
+    reportError(err, "review queue");
+  } finally {
+    Q.loading--;
+  }
+}
+
+/** The check filter's options: the checks of the flags (with counts), keeping the chosen one. */
+function renderCheckFilter() {
+  const select = $("queue-filter-check");
+  const chosen = select.value;
+  const names = [...Q.checks.keys()].sort();
+  if (chosen && !Q.checks.has(chosen)) names.push(chosen);
+  select.replaceChildren(el("option", { value: "", textContent: "all checks" }),
+    ...names.map((n) => el("option", { value: n, textContent: Q.checks.has(n) ? `${n} (${Q.checks.get(n)})` : n })));
+  select.value = chosen;
+}
+
+function renderQueue() {
+  renderCheckFilter();
+  const filtered = $("queue-filter-severity").value || $("queue-filter-check").value;
+  $("queue-count").textContent = filtered ? `${Q.flags.length}` : `${Q.total}`;
+  const more = Q.total > Q.flags.length ? ` (the first ${Q.flags.length}: dismiss or filter to see the rest)` : "";
+  $("queue-summary").textContent = Q.total ? `${Q.total} open flag(s)${filtered ? " matching" : ""}${more}` : "";
+  $("queue-rows").style.height = `${Q.flags.length * QROW}px`;
+  renderQueueRows();
+}
+
+/** Draw the rows in view of the scroll box (none while the queue view is hidden). */
+function renderQueueRows() {
+  const box = $("queue-scroll"), list = $("queue-rows");
+  if (!Q.flags.length) {
+    list.replaceChildren(el("li", { className: "queue-empty", textContent: "no open flags" + (Q.total ? "" : " in this project") }));
+    return;
+  }
+  const height = box.clientHeight;
+  const first = Math.max(0, Math.floor(box.scrollTop / QROW) - QOVERSCAN);
+  const last = Math.min(Q.flags.length, first + QMAX_ROWS, Math.ceil((box.scrollTop + height) / QROW) + QOVERSCAN);
+  const rows = [];
+  for (let i = first; i < last && height > 0; i++) rows.push(queueRow(Q.flags[i], i));
+  list.replaceChildren(...rows);
+}
+
+function queueRow(f, i) {
+  const frames = f.frame_start === f.frame_end ? `frame ${f.frame_start}` : `frames ${f.frame_start}..${f.frame_end}`;
+  const tracks = f.track_ids.length ? `object${f.track_ids.length > 1 ? "s" : ""} ${f.track_ids.join(", ")}` : "no object";
+  const current = Q.current && Q.current.flag_id === f.flag_id;
+  return el("li", {
+    className: `queue-row${current ? " selected" : ""}`, tabIndex: 0, role: "button",
+    dataset: { testid: "queue-row", flag: f.flag_id, pk: f.pk, frame: f.frame_start, index: i },
+    style: { top: `${i * QROW}px`, height: `${QROW - 3}px` },
+    title: `${f.severity} ${f.check} (${f.source}) on ${f.split}/${f.video_id}, ${frames}, ${tracks}: ${f.message}`,
+    onclick: () => openQueueFlag(i),
+    onkeydown: (ev) => { if (ev.key === "Enter") { ev.stopPropagation(); openQueueFlag(i); } },
+  },
+  el("div", { className: "line" },
+    el("span", { className: `sev ${f.severity}`, textContent: f.severity }),
+    el("span", { className: "check", textContent: f.check }),
+    el("span", { className: "frames", textContent: `${f.frame_start}..${f.frame_end}` }),
+    el("button", {
+      textContent: "dismiss", title: "Dismiss this flag (D on its frame)", dataset: { testid: "queue-dismiss", flag: f.flag_id },
+      onclick: (ev) => { ev.stopPropagation(); dismissFlag(f.flag_id); },
+    })),
+  el("div", { className: "line muted" }, el("span", { textContent: `${f.video_id} · ${f.split} · ${tracks}` })),
+  el("div", { className: "message", textContent: f.message || "" }));
+}
+
+function setView(view) {
+  Q.view = view;
+  const queue = view === "queue";
+  document.body.classList.toggle("queue-view", queue);
+  $("videos-panel").hidden = queue;
+  $("review-queue").hidden = !queue;
+  for (const [id, on] of [["view-videos", !queue], ["view-queue", queue]]) {
+    $(id).classList.toggle("active", on);
+    $(id).setAttribute("aria-selected", String(on));
+  }
+  if (queue) { renderQueueRows(); scrollQueueTo(Q.current ? Q.current.index : 0); }
+}
+
+/** Keep row `i` in the scroll box's view. */
+function scrollQueueTo(i) {
+  const box = $("queue-scroll");
+  if (Q.view !== "queue" || !box.clientHeight) return;
+  const top = i * QROW;
+  if (top < box.scrollTop) box.scrollTop = top;
+  else if (top + QROW > box.scrollTop + box.clientHeight) box.scrollTop = top + QROW - box.clientHeight;
+  renderQueueRows();
+}
+
+/** Open the queue's flag `i`: its video (when another is open), its first frame, its first object. */
+async function openQueueFlag(i) {
+  const f = Q.flags[i];
+  if (!f) return;
+  if (S.job) return reportError("wait for the propagation to end (or cancel it)");
+  Q.current = { flag_id: f.flag_id, index: i };
+  if (f.pk !== S.pk || !S.video) {
+    history.replaceState(null, "", `#pk=${f.pk}&f=${f.frame_start}`); // openVideo starts at the hash's frame
+    await openVideo(f.pk);
+    if (S.pk !== f.pk || !S.video) return;
+  }
+  goto(f.frame_start);
+  followCursor();
+  drawTimeline();
+  if (f.track_ids.length) selectTrack(f.track_ids[0]);
+  scrollQueueTo(i);
+  setStatus(`${f.severity} ${f.check} on ${f.video_id}, frames ${f.frame_start}..${f.frame_end}: ${f.message}`);
+}
+
+/** The next (1) or previous (-1) flag of the queue after the current one; the first when none is. */
+function queueStep(direction) {
+  if (!Q.flags.length) { setStatus("the review queue is empty"); return; }
+  let j;
+  const i = Q.current ? Q.flags.findIndex((f) => f.flag_id === Q.current.flag_id) : -1;
+  if (i >= 0) j = i + direction;
+  else if (Q.current) j = direction > 0 ? Q.current.index : Q.current.index - 1; // it was dismissed: its successor took its place
+  else j = direction > 0 ? 0 : Q.flags.length - 1;
+  if (j < 0 || j >= Q.flags.length) { setStatus(`${direction > 0 ? "end" : "start"} of the review queue`); return; }
+  openQueueFlag(j);
+}
+
+/** The flag `D` dismisses: the queue's current one if it covers this frame, else one on the
+ * selected object, else the first covering the frame. */
+function flagHere() {
+  if (!S.video || !S.lanes) return null;
+  const here = (S.lanes.flags || []).filter((f) => f.frame_start <= S.frame && S.frame <= f.frame_end);
+  return here.find((f) => Q.current && f.flag_id === Q.current.flag_id)
+    || here.find((f) => S.selected != null && f.track_ids.includes(S.selected)) || here[0] || null;
+}
+
+function dismissHere() {
+  if (!S.video) return;
+  const f = flagHere();
+  if (!f) { setStatus(`no open flag on frame ${S.frame}`); return; }
+  return dismissFlag(f.flag_id);
+}
+
 // ---- shortcuts --------------------------------------------------------------------------------
 // One table drives both the key handler and the help overlay.
 const SHORTCUTS = [
@@ -1389,6 +1567,9 @@ const SHORTCUTS = [
   ["x", "next absent frame (selected object)", () => jump("absent", 1)],
   ["Shift+x", "previous absent frame", () => jump("absent", -1)],
   ["f", "flag this frame", () => addFlag()],
+  ["d", "dismiss the flag on this frame", () => dismissHere()],
+  ["q", "next flag in the review queue", () => queueStep(1)],
+  ["Shift+q", "previous flag in the review queue", () => queueStep(-1)],
   ["h", "hide / show the selected object", () => toggleHidden()],
   ["l", "lock / unlock the selected object", () => toggleLocked()],
   ["?", "this help", toggleHelp],
@@ -1517,6 +1698,13 @@ function bindControls() {
   $("expression-add").addEventListener("click", addExpression);
   $("history-refresh").addEventListener("click", loadHistory);
   $("video-filter").addEventListener("change", renderVideos);
+  $("view-videos").addEventListener("click", () => setView("videos"));
+  $("view-queue").addEventListener("click", () => setView("queue"));
+  for (const id of ["queue-filter-severity", "queue-filter-check"]) {
+    $(id).addEventListener("change", () => { Q.current = null; $("queue-scroll").scrollTop = 0; loadQueue(); });
+  }
+  $("queue-refresh").addEventListener("click", loadQueue);
+  $("queue-scroll").addEventListener("scroll", () => requestAnimationFrame(renderQueueRows), { passive: true });
   $("video-status").addEventListener("change", (ev) => setVideoField("status", ev.target.value));
   $("video-assignee").addEventListener("change", (ev) => setVideoField("assignee", ev.target.value.trim()));
   window.addEventListener("keydown", onKeyDown);
@@ -1529,6 +1717,7 @@ function bindControls() {
   window.addEventListener("unhandledrejection", (ev) => reportError(ev.reason, "unexpected"));
   observeSize($("stage"), layoutCanvas);
   observeSize($("timeline-wrap"), layoutTimeline, true);
+  observeSize($("queue-scroll"), renderQueueRows);
 }
 
 /** Call `fn` (in the next frame) when `node`'s size changes; `widthOnly` for boxes whose height we set. */
@@ -1552,6 +1741,7 @@ async function start() {
     await loadProject();
     await loadVideos();
     loadHistory();
+    loadQueue();
     setStatus(`${S.videos.length} video(s); pick one`);
     const pk = hashPk();
     if (S.videos.some((v) => v.pk === pk)) await openVideo(pk);
