@@ -249,8 +249,12 @@ def map_videos(reader: SplitReader, video_ids: Sequence[str], fn: Callable[..., 
             _stop(pool, finished)
             if finished:
                 listener.stop()  # every record the workers sent is handled first
-            else:  # a worker stopped mid-record must not hang the exit: the thread is a daemon
+            else:  # a worker stopped mid-record must not hang the exit: a bounded wait (the thread is a
+                # daemon), so that the listener is not left reading a queue the interpreter is closing
+                # (it would print a traceback after the run's own error)
                 listener.enqueue_sentinel()
+                if listener._thread is not None:
+                    listener._thread.join(timeout=5)
     finally:
         bar.close()
 
