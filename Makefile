@@ -50,7 +50,7 @@ browser:
 # unpack the Long-RVOS sample packed as its release ships it (and show what `download` would fetch),
 # score the sample predictions, publish one sample as a Hugging Face dataset and read it back,
 # make an annotation project from a sample, serve it with the web app and audit it, extract the ReferMo baseline's codec motion,
-# propagate the LVOS sample's first masks with the classical engine and score them.
+# propagate the LVOS sample's first masks with the classical engine, score them and audit the sample against them.
 demo: install
 	@set -e; for f in $(FORMATS); do \
 	  echo "== samples/$$f"; \
@@ -100,6 +100,9 @@ demo: install
 	$(BIN)/longrvos eval --gt samples/lvos --split valid --pred $(DEMO_OUT)/lvos_propagate \
 	  --protocol lvos --out $(DEMO_OUT)/lvos_propagate_report.json
 	@cat $(DEMO_OUT)/lvos_propagate_report.md
+	@echo "== audit samples/lvos valid against those propagated masks: the frames where the engine and the annotation disagree"
+	$(BIN)/longrvos audit samples/lvos --split valid --pred $(DEMO_OUT)/lvos_propagate --out $(DEMO_OUT)/audit/lvos_vs_propagate.json --no-progress
+	@sed -n '/^| severity/,$$p' $(DEMO_OUT)/audit/lvos_vs_propagate.md
 
 test: install-test
 	$(BIN)/python -m pytest -q -n 2
