@@ -20,6 +20,9 @@ def _add_audit(sub) -> None:
     add_project_filters(p)
     add_engine_args(p)
     p.set_defaults(engine=None)
+    p.add_argument("--keyframe-every", type=int, metavar="N",
+                   help="--engine on sources without human keyframes (and tracks no one edited): re-propagate "
+                        "from every Nth visible frame (default 10; same as --threshold keyframe_every=N)")
     p.add_argument("--pred", type=Path, help="predictions (folder or RLE JSON, as eval reads them): flag frames "
                                              "where the model disagrees with the masks")
     p.add_argument("--out", type=Path, default=Path("audit.json"),
@@ -43,6 +46,10 @@ def _run_audit(args) -> int:
         if not sep:
             raise LongRVOSError(f"--threshold {item!r}: write NAME=VALUE, e.g. tiny_px=20")
         overrides[name.strip()] = value.strip()
+    if args.keyframe_every is not None:
+        if args.keyframe_every < 1:
+            raise LongRVOSError("--keyframe-every must be at least 1")
+        overrides["keyframe_every"] = str(args.keyframe_every)
     options = engine_options(args) if args.engine else {}
     report = audit(args.src, split=args.split, format=args.format, config=config_with(overrides), engine=args.engine,
                    engine_options=options, pred=args.pred, workers=args.workers, progress=progress(args),

@@ -133,5 +133,11 @@ def test_the_command_line(source, tmp_path):
     assert "2 flag(s)" in r.stdout and "empty_in_span" in r.stdout
     assert json.loads((tmp_path / "r" / "A.json").read_text())["config"]["gap_max"] == 1
     assert (tmp_path / "r" / "A.csv").is_file() and (tmp_path / "r" / "A.md").is_file()
-    r = subprocess.run(cmd[:-4] + ["--threshold", "gap_max"], capture_output=True, text=True, timeout=300)
-    assert r.returncode == 2 and "NAME=VALUE" in r.stderr and "Traceback" not in r.stderr
+    r = subprocess.run(cmd[:-3] + ["--threshold", "gap_max"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and "write NAME=VALUE, e.g. tiny_px=20" in r.stderr and "Traceback" not in r.stderr
+    r = subprocess.run(cmd[:-3] + ["--keyframe-every", "4", "--no-record"], capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert json.loads((tmp_path / "r" / "A.json").read_text())["config"]["keyframe_every"] == 4
+    r = subprocess.run(cmd[:-3] + ["--keyframe-every", "0"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and "--keyframe-every must be at least 1" in r.stderr
