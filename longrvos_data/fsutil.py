@@ -9,7 +9,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import IO, Any, Iterator, Literal
+from typing import IO, Any, Iterator, Literal, Sequence
 
 from .errors import LongRVOSError
 
@@ -73,6 +73,14 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """Write ``data`` to a temporary name beside ``path``, then rename it into place."""
     with atomic_open(path, "wb") as fh:
         fh.write(data)
+
+
+def report_paths(out: str | Path, kinds: Sequence[str] = ("json", "csv", "md")) -> dict[str, Path]:
+    """``{kind: path}`` of a report's files side by side: ``out`` (``R.json`` or ``R``) gives
+    ``R.json``, ``R.csv``, ``R.md``..."""
+    out = Path(out)
+    stem = out.with_suffix("") if out.suffix.lower() == ".json" else out
+    return {k: stem.with_name(f"{stem.name}.{k}") for k in kinds}
 
 
 def atomic_write_json(path: str | Path, obj: Any, *, indent: int | None = None) -> None:

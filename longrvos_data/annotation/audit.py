@@ -40,9 +40,11 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 import cv2
 import numpy as np
 
+from .. import masks as _masks
 from ..errors import LongRVOSError, ProblemLog
-from ..fsutil import atomic_write_bytes, atomic_write_json
+from ..fsutil import atomic_write_bytes, atomic_write_json, report_paths
 from ..schema import Video
+from .store import SEVERITY_RANK
 
 log = logging.getLogger("longrvos_data")
 
@@ -53,7 +55,6 @@ EXPRESSION_CHECKS = ("target_empty", "no_target_names_tracks", "duplicate_expres
 CHECKS: tuple[str, ...] = MASK_CHECKS + MODEL_CHECKS + EXPRESSION_CHECKS
 PRIORITY = {c: i for i, c in enumerate(MASK_CHECKS)}   # earlier = more specific, wins a frame
 TEMPORAL = ("area_jump", "centre_jump", "low_iou")
-SEVERITY_RANK = {"high": 0, "medium": 1, "low": 2}
 SOURCE = "audit"    # the store's flag source for audit flags
 
 
@@ -577,53 +578,65 @@ class _PredictionCheck:
                                    "the model's prediction disagrees with the mask")
 
 
-def keyframes(video: Video, config: AuditConfig) -> dict[str, list[int]]:
+def keyframes(video: Video, config: AuditConfig, visible: Mapping[str, Sequence[bool]]) -> dict[str, list[int]]:
     """Where the engine checks start from, per track: a project's human-edited masks (and the
     track's first mask), or, for tracks no one edited and other sources, every
     ``keyframe_every``-th frame the track is visible on; the track's last visible frame ends the
-    last run."""
+    last run. ``visible``: per track, per frame, from the streaming pass."""
+    from .store import DB_NAME, Store
+
     human: dict[str, set[int]] = {}
-    if video.source_file and Path(video.source_file).name == "project.sqlite":
-        from .store import Store
+    if video.source_file and Path(video.source_file).name == DB_NAME:
         with Store.open(video.source_file) as store:
             for tid, f, state, prov, _ in store.cell_states(video.split, video.video_id):
                 if prov == "human" and state == "present":
                     human.setdefault(tid, set()).add(f)
-    seen: dict[str, list[int]] = {}
-    for t in range(video.num_frames):
-        for tid, area in video.frame_areas(t).items():
-            if area > 0:
-                seen.setdefault(tid, []).append(t)
     out = {}
-    for tid, frames in seen.items():
-        keys = set(human.get(tid, ())) or set(frames[::max(1, config.keyframe_every)])
-        out[tid] = sorted(keys | {frames[0], frames[-1]})
+    for tid, vis in visible.items():
+        frames = [f for f, v in enumerate(vis) if v]
+        if frames:
+            keys = set(human.get(tid, ())) or set(frames[::max(1, config.keyframe_every)])
+            out[tid] = sorted(keys | {frames[0], frames[-1]})
     return out
 
 
-def check_with_engine(video: Video, engine, config: AuditConfig = AuditConfig()) -> list[AuditFlag]:
+def check_with_engine(video: Video, engine, config: AuditConfig = AuditConfig(),
+                      visible: Mapping[str, Sequence[bool]] | None = None) -> list[AuditFlag]:
     """Re-propagate each track between consecutive keyframes (`keyframes`), forward and backward:
     ``engine_disagrees`` where the stored mask agrees with neither direction, ``fb_disagreement``
-    where the two directions disagree with each other (the frames are ambiguous to the engine)."""
-    keys = keyframes(video, config)
+    where the two directions disagree with each other (the frames are ambiguous to the engine).
+
+    The forward run is kept as RLE and the backward run compared as it comes, so memory does
+    not grow with the distance between keyframes. ``visible`` (per track, per frame) is the
+    streaming pass's; read from the video when None."""
+    if visible is None:
+        visible = {t.track_id: [] for t in video.tracks}
+        for f in range(video.num_frames):
+            areas = video.frame_areas(f)
+            for tid, vis in visible.items():
+                vis.append(areas.get(tid, 0) > 0)
+    keys = keyframes(video, config, visible)
     engine.open(video)
     bad_store: dict[tuple, list[tuple[int, float]]] = {}
     bad_fb: dict[tuple, list[tuple[int, float]]] = {}
+
+    def run(tid: str, start: int, stop: int, direction: str):
+        engine.remove_track(tid)
+        engine.add_mask(start, tid, video.frame_masks(start)[tid])
+        for step in engine.propagate([tid], start=start, end=stop, direction=direction):
+            if step.frame_index != start:
+                yield step.frame_index, step.mask
+
     try:
         for tid, frames in keys.items():
             for a, b in zip(frames, frames[1:]):
                 if b - a < 2:
                     continue
-                runs = {}
-                for start, stop, direction in ((a, b, "forward"), (b, a, "backward")):
-                    engine.remove_track(tid)
-                    engine.add_mask(start, tid, video.frame_masks(start)[tid])
-                    runs[direction] = {s.frame_index: s.mask for s in
-                                       engine.propagate([tid], start=start, end=stop, direction=direction)
-                                       if s.frame_index != start}
-                for f in range(a + 1, b):
+                forward = {f: None if m is None else _masks.encode(m) for f, m in run(tid, a, b, "forward")}
+                for f, bwd in run(tid, b, a, "backward"):
                     stored = video.frame_masks(f).get(tid)
-                    fwd, bwd = runs["forward"].get(f), runs["backward"].get(f)
+                    rle = forward.get(f)
+                    fwd = None if rle is None else _masks.decode(rle)
                     best = max(_j(stored, fwd), _j(stored, bwd))
                     if best < config.engine_j:
                         bad_store.setdefault(((tid,), None), []).append((f, best))
@@ -672,7 +685,7 @@ def audit_video(video: Video, config: AuditConfig = AuditConfig(), *, engine: st
         from .engines import open_engine
         if _ENGINE is None or _ENGINE[0] != engine:
             _ENGINE = (engine, open_engine(engine, **dict(engine_options or {})))
-        flags += check_with_engine(video, _ENGINE[1], config)
+        flags += check_with_engine(video, _ENGINE[1], config, passed.visible)
     return VideoResult(flags, video.num_frames, masks)
 
 
@@ -748,9 +761,7 @@ class AuditReport:
         return "\n".join(lines) + "\n"
 
     def write(self, out: str | Path) -> dict[str, Path]:
-        out = Path(out)
-        stem = out.with_suffix("") if out.suffix.lower() == ".json" else out
-        paths = {k: stem.with_name(f"{stem.name}.{k}") for k in ("json", "csv", "md")}
+        paths = report_paths(out)
         atomic_write_json(paths["json"], self.to_dict(), indent=1)
         atomic_write_bytes(paths["csv"], self.to_csv().encode())
         atomic_write_bytes(paths["md"], self.to_markdown().encode())

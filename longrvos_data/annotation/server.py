@@ -41,7 +41,7 @@ from pydantic import BaseModel, Field
 
 from ..errors import LongRVOSError
 from ..schema import KINDS
-from .store import STATUSES, Conflict, NotFound, Store, StoreError, UndoRefused
+from .store import SEVERITY_RANK, STATUSES, Conflict, NotFound, Store, StoreError, UndoRefused
 
 log = logging.getLogger("longrvos_data")
 
@@ -51,7 +51,7 @@ THUMB_HEIGHT = 64
 EXPORT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 LOOPBACK = "127.0.0.1"
 MEDIA_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
-               ".css": "text/css; charset=utf-8", ".md": "text/markdown; charset=utf-8",
+               ".css": "text/css; charset=utf-8",
                ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png", ".webp": "image/webp"}
 SECURITY_HEADERS = [
     (b"x-content-type-options", b"nosniff"),
@@ -520,10 +520,9 @@ def create_app(config: ServerConfig):
     def review_queue(severity: Optional[str] = None, check: Optional[str] = None, limit: int = 500):
         """Every open flag of the project (the audit's and the annotators'), most severe first."""
         store = stores.get()
-        rank = {"high": 0, "medium": 1, "low": 2}
         rows = [f for f in store.flags() if (severity is None or f.severity == severity)
                 and (check is None or f.check == check)]
-        rows.sort(key=lambda f: rank[f.severity])            # stable: by video and frame within a severity
+        rows.sort(key=lambda f: SEVERITY_RANK[f.severity])   # stable: by video and frame within a severity
         pks: dict[tuple[str, str], int] = {}
         out = []
         for f in rows[:max(0, min(limit, 10_000))]:

@@ -61,6 +61,7 @@ STATES: tuple[str, ...] = (NONE, ABSENT, PRESENT)
 STATUSES: tuple[str, ...] = ("todo", "in_progress", "done", "reviewed")
 PROVENANCES: tuple[str, ...] = ("imported", "human", "propagated", "model:<name>")
 SEVERITIES: tuple[str, ...] = ("low", "medium", "high")
+SEVERITY_RANK: dict[str, int] = {s: i for i, s in enumerate(reversed(SEVERITIES))}   # 0 = most severe first
 
 # Migration k takes a database from user_version k-1 to k. Append; never edit a shipped one.
 MIGRATIONS: dict[int, str] = {
@@ -1005,5 +1006,5 @@ class Store:
 
 __all__ = ["ABSENT", "Applied", "Cell", "Change", "Conflict", "DB_NAME", "Flag", "MIGRATIONS", "NONE", "NotFound",
            "Operation",
-           "PRESENT", "PROVENANCES", "SCHEMA_VERSION", "SEVERITIES", "STATES", "STATUSES", "StaleCell", "Store", "StoreError", "UndoRefused",
+           "PRESENT", "PROVENANCES", "SCHEMA_VERSION", "SEVERITIES", "SEVERITY_RANK", "STATES", "STATUSES", "StaleCell", "Store", "StoreError", "UndoRefused",
            "VideoInfo", "Write", "check_provenance", "connect", "migrate"]

@@ -941,7 +941,7 @@ def save_views(dataset) -> list[str]:
         dataset.save_view(VIEW_WORST, view, overwrite=True, description="frames by their lowest J, worst first")
         names.append(VIEW_WORST)
     if dataset.has_sample_field(AUDIT_FIELD):
-        from ..annotation.audit import SEVERITY_RANK
+        from ..annotation.store import SEVERITY_RANK
         flags = F(f"{AUDIT_FIELD}.classifications")
         rank = 99
         for severity, value in sorted(SEVERITY_RANK.items(), key=lambda kv: -kv[1]):
@@ -1028,7 +1028,7 @@ def read_audit(path: str | Path) -> tuple[str | None, list[dict[str, Any]]]:
         DataError: not JSON, not an audit report (no ``flags`` / ``checks``), or a flag row
             with a missing or mistyped field, an unknown severity or a backwards frame span.
     """
-    from ..annotation.audit import SEVERITY_RANK
+    from ..annotation.store import SEVERITY_RANK
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -1147,7 +1147,7 @@ def add_audit(dataset, report: str | Path) -> tuple[int, int]:
 def _apply_audit(fo, dataset, path: Path, fmt: str | None, rows: list[dict[str, Any]]) -> tuple[int, int]:
     from fiftyone import ViewField as F
 
-    from ..annotation.audit import SEVERITY_RANK
+    from ..annotation.store import SEVERITY_RANK
     targets = _flag_targets(dataset, rows, fmt, path)
     order = sorted(range(len(rows)), key=lambda k: (SEVERITY_RANK[rows[k]["severity"]], -rows[k]["score"],
                                                     rows[k]["flag_id"]))

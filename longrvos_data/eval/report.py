@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from ..fsutil import atomic_write_bytes, atomic_write_json
+from ..fsutil import atomic_write_bytes, atomic_write_json, report_paths
 
 MD_WARNINGS = 50  # warning rows shown in the Markdown table; all are in the JSON
 
@@ -150,15 +150,12 @@ class EvalReport:
             >>> report.write("results/REPORT.json")["csv"]
             PosixPath('results/REPORT.csv')
         """
-        out = Path(out)
-        stem = out.with_suffix("") if out.suffix.lower() == ".json" else out
-        paths = {"json": stem.with_name(stem.name + ".json"), "csv": stem.with_name(stem.name + ".csv"),
-                 "md": stem.with_name(stem.name + ".md")}
+        paths = report_paths(out)
         atomic_write_json(paths["json"], _json_safe(self.to_dict()), indent=1)
         atomic_write_bytes(paths["csv"], self.to_csv().encode("utf-8"))
         atomic_write_bytes(paths["md"], self.to_markdown().encode("utf-8"))
         if self.frames is not None:
-            paths["frames"] = stem.with_name(stem.name + ".frames.parquet")
+            paths["frames"] = report_paths(out, ("frames.parquet",))["frames.parquet"]
             write_frames_parquet(paths["frames"], self.frames, self.unit_key)
         self.files = {k: str(v) for k, v in paths.items()}
         return paths
