@@ -15,7 +15,7 @@ DEMO_URL := http://127.0.0.1:$(DEMO_PORT)
 $(VENV)/.core: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(PIP) -e ".[motion,annotate]"
+	$(PIP) -e ".[motion,annotate,baseline]"
 	touch $@
 
 # SAM2 for the sam2 engine: torch (pinned), hydra-core and iopath from the extra, then the sam2
@@ -50,7 +50,8 @@ browser:
 # unpack the Long-RVOS sample packed as its release ships it (and show what `download` would fetch),
 # score the sample predictions, publish one sample as a Hugging Face dataset and read it back,
 # make an annotation project from a sample, serve it with the web app and audit it, extract the ReferMo baseline's codec motion,
-# propagate the LVOS sample's first masks with the classical engine, score them and audit the sample against them.
+# propagate the LVOS sample's first masks with the classical engine, score them and audit the sample against them,
+# train the tiny ReferMo on the Long-RVOS sample for a few CPU steps, predict its valid split with it and score that.
 demo: install
 	@set -e; for f in $(FORMATS); do \
 	  echo "== samples/$$f"; \
@@ -103,6 +104,16 @@ demo: install
 	@echo "== audit samples/lvos valid against those propagated masks: the frames where the engine and the annotation disagree"
 	$(BIN)/longrvos audit samples/lvos --split valid --pred $(DEMO_OUT)/lvos_propagate --out $(DEMO_OUT)/audit/lvos_vs_propagate.json --no-progress
 	@sed -n '/^| severity/,$$p' $(DEMO_OUT)/audit/lvos_vs_propagate.md
+	@echo "== train the tiny ReferMo (random init, CPU) on samples/long_rvos train: 30 steps, a checkpoint, train.csv"
+	@rm -rf $(DEMO_OUT)/refermo $(DEMO_OUT)/refermo_pred
+	$(BIN)/longrvos baseline train samples/long_rvos --config refermo-tiny --out $(DEMO_OUT)/refermo --max-steps 30 --no-progress
+	@tail -n 3 $(DEMO_OUT)/refermo/train.csv
+	@echo "== predict samples/long_rvos valid with it (keyframe masks, classical propagation per segment) and score it"
+	$(BIN)/longrvos baseline infer samples/long_rvos --split valid --checkpoint $(DEMO_OUT)/refermo \
+	  --out $(DEMO_OUT)/refermo_pred --no-progress
+	$(BIN)/longrvos eval --gt samples/long_rvos --split valid --pred $(DEMO_OUT)/refermo_pred \
+	  --protocol long_rvos --out $(DEMO_OUT)/refermo_report.json
+	@cat $(DEMO_OUT)/refermo_report.md
 
 test: install-test
 	$(BIN)/python -m pytest -q -n 2

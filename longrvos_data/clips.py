@@ -23,7 +23,7 @@ import logging
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Mapping, Sequence
 
 import numpy as np
 
@@ -105,6 +105,12 @@ def _read_file(path: Path | str, *, video: str) -> bytes:
     except OSError as exc:
         raise DataError(f"frame image cannot be read ({exc.strerror or exc})", file=str(path), video=video,
                         field="frames") from None
+
+
+def read_rgb(video, index: int) -> np.ndarray:
+    """Frame ``index`` of a `Video` as ``(H, W, 3) uint8`` RGB (errors name the file, the video, the field)."""
+    path = video.frames[index].path
+    return _decode_jpeg(_read_file(path, video=video.video_id), where=str(path), video=video.video_id)
 
 
 # -- backends ----------------------------------------------------------------------------
@@ -227,8 +233,7 @@ class _LoaderBackend:
 
     def frames(self, item: ClipItem, indices: np.ndarray) -> list[np.ndarray]:
         video = self.video(item.video_id)
-        return [_decode_jpeg(_read_file(video.frames[int(i)].path, video=item.video_id),
-                             where=str(video.frames[int(i)].path), video=item.video_id) for i in indices]
+        return [read_rgb(video, int(i)) for i in indices]
 
     def masks(self, item: ClipItem, indices: np.ndarray, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
         video = self.video(item.video_id)
@@ -259,6 +264,8 @@ class ClipDataset:
             clips of different videos batch together; None keeps the original size.
         with_masks: False for splits without annotations (no ``masks``/``valid`` keys).
         format: the source's format id; detected when None (``"hf"`` for an hf output).
+        frame_pool: ``{video_id: frame indices}`` to sample from instead of every frame (e.g.
+            ReferMo's keyframes); ``sampling`` then picks positions in the pool.
 
     Items (``dict``):
         ``video_id``, ``exp_id``, ``text`` (str); ``frame_indices`` ``(T,) int64``;
@@ -277,7 +284,7 @@ class ClipDataset:
 
     def __init__(self, source: str | Path, *, split: str, num_frames: int = 8, sampling: Sampling = "uniform",
                  stride: int = 1, seed: int = 0, size: tuple[int, int] | None = None, with_masks: bool = True,
-                 format: str | None = None) -> None:
+                 format: str | None = None, frame_pool: Mapping[str, Sequence[int]] | None = None) -> None:
         if num_frames < 1:
             raise ValueError("num_frames must be at least 1")
         if sampling not in SAMPLINGS:
@@ -290,6 +297,7 @@ class ClipDataset:
         self.backend = _HFBackend(source, split) if format == "hf" else _LoaderBackend(source, split, format)
         self.split, self.num_frames, self.sampling, self.stride = split, num_frames, sampling, stride
         self.seed, self.size, self.with_masks = seed, size, with_masks
+        self.frame_pool = {k: np.asarray(v, dtype=np.int64) for k, v in (frame_pool or {}).items()}
         self.epoch = 0
         self.items, annotated = self.backend.items()
         if with_masks and not annotated:
@@ -307,7 +315,13 @@ class ClipDataset:
         """The frames item ``index`` samples this epoch, ``(T,) int64``."""
         item = self.items[index]
         rng = np.random.default_rng([self.seed, self.epoch, index])
-        return sample_frames(item.num_frames, self.num_frames, mode=self.sampling, rng=rng, stride=self.stride)
+        pool = self.frame_pool.get(item.video_id)
+        if pool is None:
+            return sample_frames(item.num_frames, self.num_frames, mode=self.sampling, rng=rng, stride=self.stride)
+        if len(pool) == 0 or pool.min() < 0 or pool.max() >= item.num_frames:
+            raise DataError(f"frame pool {pool.tolist()} is not within the video's {item.num_frames} frames",
+                            video=item.video_id, field="frame_pool")
+        return pool[sample_frames(len(pool), self.num_frames, mode=self.sampling, rng=rng, stride=self.stride)]
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         if index < 0:
@@ -395,4 +409,4 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["ClipDataset", "ClipItem", "SAMPLINGS", "sample_frames"]
+__all__ = ["ClipDataset", "ClipItem", "SAMPLINGS", "read_rgb", "sample_frames"]

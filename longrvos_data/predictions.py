@@ -514,6 +514,15 @@ def layout_for(video: Video) -> str:
     return "lvos" if video.dataset == "lvos" else "referring"
 
 
+def check_prediction_folder(src: str | Path, out: str | Path) -> None:
+    """Refuse an output that is a file, or lies in the source dataset (predictions never go there)."""
+    src, out = Path(src), Path(out)
+    if out.exists() and not out.is_dir():
+        raise LongRVOSError(f"{out} exists and is not a folder")
+    if src.exists() and (out.resolve() == src.resolve() or src.resolve() in out.resolve().parents):
+        raise LongRVOSError(f"{out}: predictions are never written into their source dataset {src}")
+
+
 def is_written(pred: str | Path, video_id: str) -> bool:
     """Whether ``<pred>/<video_id>/`` holds a finished video (only a whole one is ever renamed there)."""
     return (Path(pred) / video_id).is_dir()
@@ -571,6 +580,32 @@ class VideoWriter:
         absent; a bare mask has score 0). Writing a frame again replaces it."""
         self._write(index, self._masks(index, masks))
         self._done.add(int(index))
+
+    def write_expressions(self, index: int, masks: Mapping[str, Any]) -> None:
+        """Write frame ``index`` from one mask per expression, ``{exp_id: mask | None | (mask | None,
+        score)}`` (a referring model's output); expressions not given are empty."""
+        raise NotImplementedError
+
+    def _expression_masks(self, index: int, masks: Mapping[str, Any]) -> dict[str, tuple[np.ndarray | None, float]]:
+        """``masks`` checked against the video's expressions and size (errors name the field)."""
+        self._masks(index, {})  # checks the frame index
+        video = self.video
+        known = {e.exp_id for e in video.expressions}
+        out: dict[str, tuple[np.ndarray | None, float]] = {}
+        for exp_id, value in masks.items():
+            mask, score = value if isinstance(value, tuple) else (value, 0.0)
+            field = f"frames[{index}].expressions.{exp_id}"
+            if str(exp_id) not in known:
+                raise DataError(f"prediction for unknown expression {exp_id!r}", file=self.partial,
+                                video=video.video_id, field=field)
+            if mask is not None:
+                mask = np.asarray(mask)
+                if mask.shape != (video.height, video.width):
+                    raise DataError(f"mask is {mask.shape}, the video is {video.height}x{video.width}",
+                                    file=self.partial, video=video.video_id, field=field)
+                mask = mask.astype(bool, copy=False)
+            out[str(exp_id)] = (mask, float(score))
+        return out
 
     def _write(self, index: int, present: Sequence[tuple[str, np.ndarray, float]]) -> None:
         raise NotImplementedError
@@ -631,6 +666,20 @@ class LvosVideoWriter(VideoWriter):
     def _path(self, index: int) -> Path:
         return self.partial / f"{self.video.frames[index].name}.png"
 
+    def write_expressions(self, index: int, masks: Mapping[str, Any]) -> None:
+        """Each expression's mask goes to the one object it names (LVOS captions name one each);
+        an object named by several takes the highest-scoring one."""
+        by_track: dict[str, tuple[np.ndarray, float]] = {}
+        for exp_id, (mask, score) in self._expression_masks(index, masks).items():
+            tracks = self.video.expression(exp_id).track_ids
+            if len(tracks) != 1:
+                raise DataError(f"an LVOS prediction gives each object one mask; expression {exp_id!r} names "
+                                f"{len(tracks)} objects", file=self.video.source_file, video=self.video.video_id,
+                                field=f"expressions.{exp_id}")
+            if mask is not None and (tracks[0] not in by_track or score > by_track[tracks[0]][1]):
+                by_track[tracks[0]] = (mask, score)
+        self.write_frame(index, by_track)
+
     def _write(self, index: int, present: Sequence[tuple[str, np.ndarray, float]]) -> None:
         canvas = np.zeros((self.video.height, self.video.width), dtype=np.uint8)
         order = sorted(range(len(present)), key=lambda k: (present[k][2], k))  # highest score painted last
@@ -657,6 +706,16 @@ class ReferringVideoWriter(VideoWriter):
 
     def _path(self, exp_id: str, index: int) -> Path:
         return self.partial / exp_id / f"{self.video.frames[index].name}.png"
+
+    def write_expressions(self, index: int, masks: Mapping[str, Any]) -> None:
+        given = self._expression_masks(index, masks)
+        for e in self.video.expressions:
+            mask = given.get(e.exp_id, (None, 0.0))[0]
+            if mask is None or not mask.any():
+                atomic_write_bytes(self._path(e.exp_id, index), self._empty_png(palette=False))
+            else:
+                _masks.write_binary_png(self._path(e.exp_id, index), mask)
+        self._done.add(int(index))
 
     def _write(self, index: int, present: Sequence[tuple[str, np.ndarray, float]]) -> None:
         by_track = {tid: mask for tid, mask, _ in present}

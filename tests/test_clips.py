@@ -166,3 +166,18 @@ def test_dataloader_with_two_workers_gives_the_same_items(tmp_path):
         direct = clips[1]
         assert np.array_equal(first["frames"][1].numpy().transpose(0, 2, 3, 1), direct["frames"])
         assert np.array_equal(first["masks"][1].numpy(), direct["masks"])
+
+
+def test_a_frame_pool_restricts_sampling_to_its_frames(tmp_path):
+    src = generate("long_rvos", tmp_path / "lr", num_videos=1, num_frames=40, splits=("train",))
+    plain = ClipDataset(src, split="train", num_frames=4, sampling="random", seed=1)
+    vid = plain.items[0].video_id
+    clips = ClipDataset(src, split="train", num_frames=4, sampling="random", seed=1, frame_pool={vid: [0, 12, 24]})
+    drawn = {int(i) for e in range(5) for i in (clips.set_epoch(e), clips.frame_indices(0))[1]}
+    assert drawn == {0, 12, 24}                      # 4 frames from a pool of 3: repeats, never another frame
+    item = clips[0]
+    assert set(item["frame_indices"].tolist()) <= {0, 12, 24} and item["masks"].shape[0] == 4
+    bad = ClipDataset(src, split="train", num_frames=2, frame_pool={vid: [0, 40]})
+    with pytest.raises(DataError, match="frame pool") as err:
+        bad.frame_indices(0)
+    assert err.value.video == vid and err.value.field == "frame_pool"

@@ -117,3 +117,31 @@ def test_a_half_written_video_is_invisible_to_eval(tmp_path):
     full = write_video(pred, video, ((i, video.frame_masks(i)) for i in range(video.num_frames)))
     assert full == pred / video.video_id
     assert evaluate(gt, pred, protocol="lvos", split="valid").overall["J&F"] == pytest.approx(1.0)
+
+
+def test_one_mask_per_expression_in_both_layouts(tmp_path):
+    """A referring model's output (one mask per expression): its own PNG, or for LVOS its object's id."""
+    exps = [Expression("0", "left", ("1",), "referring"), Expression("1", "both", ("1", "2"), "referring")]
+    video = _video("mevis", exps)
+    a, b = _box(0, 8, 0, 8), _box(4, 12, 4, 12)
+    with video_writer(tmp_path / "ref", video) as w:
+        w.write_expressions(0, {"0": (a, 0.5), "1": b})
+        w.write_expressions(1, {"1": None})
+    assert (_png(tmp_path / "ref" / "v1" / "1" / "00000001.png") == b * 255).all()   # b as given, not a union
+    assert not _png(tmp_path / "ref" / "v1" / "0" / "00000006.png").any()
+    assert not _png(tmp_path / "ref" / "v1" / "1" / "00000011.png").any()              # never given: empty
+    caps = [Expression("0", "the dog", ("1",), "caption"), Expression("1", "the dog again", ("1",), "caption"),
+            Expression("2", "the cat", ("2",), "caption")]
+    lvos = _video("lvos", caps)
+    with video_writer(tmp_path / "lvos", lvos) as w:
+        w.write_expressions(0, {"0": (a, 0.2), "1": (b, 0.9), "2": None})
+    f0 = _png(tmp_path / "lvos" / "v1" / "00000001.png")
+    assert (f0 == np.where(b, 1, 0)).all()              # object 1 takes its higher-scoring caption
+    with pytest.raises(DataError, match=r"unknown expression '7'"), video_writer(tmp_path / "x", video) as w:
+        w.write_expressions(0, {"7": a})
+    with pytest.raises(DataError, match="names 2 objects"), \
+            video_writer(tmp_path / "y", _video("lvos", [Expression("0", "both", ("1", "2"), "caption")])) as w:
+        w.write_expressions(0, {"0": a})
+    with pytest.raises(DataError, match=r"frames\[0\]\.expressions\.0"), video_writer(tmp_path / "z", video) as w:
+        w.write_expressions(0, {"0": np.zeros((H + 1, W), bool)})
+    assert not (tmp_path / "x" / "v1").exists() and not (tmp_path / "z" / "v1").exists()

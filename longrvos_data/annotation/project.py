@@ -263,6 +263,28 @@ def _import_predictions(store: Store, fmt: str, pred: Path, *, provenance: str, 
     return written
 
 
+def import_predictions(project: str | Path, pred: str | Path, *, provenance: str, user: str | None = None) -> int:
+    """Pre-annotate an existing project with predictions (a folder or RLE JSON, as ``eval`` reads them).
+
+    Every predicted cell is written with ``provenance`` (``model:<name>``) as one operation;
+    cells already annotated are kept. Returns the cells written; what could not be used is
+    logged as a warning.
+
+    Example:
+        >>> import_predictions("proj", "out/refermo_pred", provenance="model:refermo")
+        5120
+    """
+    check_provenance(provenance)
+    problems = ProblemLog("skip")
+    with Store.open(project) as store:
+        imported = store.value("imported") or {}
+        fmt = imported.get("format")
+        if fmt is None:
+            raise LongRVOSError(f"{project}: the project was not imported from a dataset; its format is unknown")
+        return _import_predictions(store, fmt, Path(pred), provenance=provenance, user=user or default_user(),
+                                   problems=problems)
+
+
 # -- new videos -------------------------------------------------------------------------
 def decode_video(path: Path, folder: Path, *, fps: float | None = None) -> tuple[list[str], int, int, float]:
     """Decode a video file once into ``folder/00000.jpg``...; returns ``(names, height, width, fps)``.
@@ -430,5 +452,5 @@ def relink(project: str | Path, old: str | Path, new: str | Path) -> int:
         return store.relink(old, new)
 
 
-__all__ = ["FRAMES_DIR", "ImportReport", "add_videos", "decode_video", "default_user", "init_project", "relink",
-           "validate_project"]
+__all__ = ["FRAMES_DIR", "ImportReport", "add_videos", "decode_video", "default_user", "import_predictions",
+           "init_project", "relink", "validate_project"]

@@ -36,7 +36,7 @@ import numpy as np
 
 from ..errors import DataError, LongRVOSError, OnError, ProblemLog
 from ..fsutil import exclusive_lock
-from ..predictions import PARTIAL, VideoWriter, is_written, video_writer
+from ..predictions import PARTIAL, VideoWriter, check_prediction_folder, is_written, video_writer
 from ..schema import Video
 from ..sidecar import LOCK
 from .engines import DEFAULT_ENGINE, Engine, Step, engine_class, open_engine
@@ -193,15 +193,9 @@ def propagate_dataset(src: str | Path, out: str | Path, *, split: str | None = N
     if workers < 1:
         raise LongRVOSError("workers must be at least 1")
     src, out = Path(src), Path(out)
-    if out.exists() and not out.is_dir():
-        raise LongRVOSError(f"{out} exists and is not a folder")
-    if src.exists() and (out.resolve() == src.resolve() or src.resolve() in out.resolve().parents):
-        raise LongRVOSError(f"{out}: predictions are never written into their source dataset {src}")
+    check_prediction_folder(src, out)
     dataset = load(src, format=format, split=split, on_error=on_error, **dict(load_options or {}))
-    if split is None:
-        if len(dataset.splits) != 1:
-            raise LongRVOSError(f"{src} has splits {sorted(dataset.splits)}: pass --split")
-        split = next(iter(dataset.splits))
+    split = dataset.split_name(split)
     reader = dataset[split]
     out.mkdir(parents=True, exist_ok=True)
     report = PropagateReport(split=split)

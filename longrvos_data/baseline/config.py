@@ -51,7 +51,9 @@ class TextSpec:
     """The BERT text encoder (transformers ``BertConfig``); bert-base-uncased is the default.
 
     ``special_token_ids`` are the ids of ``[CLS]``, ``[SEP]``, ``.`` and ``?`` in the vocabulary:
-    GroundingDINO splits the caption into phrases at these tokens.
+    GroundingDINO splits the caption into phrases at these tokens. ``vocab`` is the BERT
+    ``vocab.txt`` (a path relative to the config file, or absolute); empty: give it when training
+    (bert-base-uncased's, never downloaded). A checkpoint carries its vocabulary itself.
     """
 
     vocab_size: int = 30522
@@ -61,6 +63,7 @@ class TextSpec:
     intermediate_size: int = 3072
     max_position_embeddings: int = 512
     special_token_ids: tuple[int, ...] = (101, 102, 1012, 1029)
+    vocab: str = ""
 
 
 @dataclass(frozen=True)
@@ -101,6 +104,68 @@ class MaskHeadSpec:
 
 
 @dataclass(frozen=True)
+class LossWeights:
+    """The weight of each term, also used as the matcher's cost weights (the recipe uses the same values).
+
+    Field ``x`` weighs the term ``loss_x``: class focal 2, box L1 1, GIoU 1, mask focal 5, dice 5,
+    projection dice 2 (``configs/lrvos_swint.yaml`` of the public code).
+    """
+
+    ce: float = 2.0
+    bbox: float = 1.0
+    giou: float = 1.0
+    mask: float = 5.0
+    dice: float = 5.0
+    proj: float = 2.0
+
+    def __post_init__(self) -> None:
+        for name, value in dataclasses.asdict(self).items():
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+                raise ValueError(f"LossWeights.{name} = {value!r}: expected a finite number >= 0")
+            object.__setattr__(self, name, float(value))
+
+    def as_dict(self) -> dict[str, float]:
+        """``{"loss_ce": 2.0, ...}``: the public ``weight_dict`` for one layer."""
+        return {f"loss_{k}": v for k, v in dataclasses.asdict(self).items()}
+
+
+@dataclass(frozen=True)
+class TrainSpec:
+    """How `baseline.train` trains (REFERMO.md's recipe by default).
+
+    ``lr`` is the base rate for a total batch of 2; the optimiser uses ``lr * batch_size *
+    world_size / 2`` (1e-4 x 16 / 2 = 8e-4 on 8 GPUs of 2). No decay within ``epochs``.
+    ``keyframes`` are drawn at random per sample among the video's codec keyframes; frames are
+    resized to ``short_side`` (the long side at most ``max_size``). ``precision``: ``auto``
+    (bf16 autocast on a GPU that has it, else fp16 with a gradient scaler; fp32 on a CPU),
+    ``fp32``, ``bf16`` or ``fp16``. ``checkpoint_every``, ``eval_every``, ``log_every`` count
+    optimiser steps (0: only at the end / only at the end, when an evaluation split is given / every
+    step); ``eval_videos`` caps the videos evaluated (0: all).
+    """
+
+    epochs: int = 6
+    batch_size: int = 2
+    lr: float = 1e-4
+    weight_decay: float = 1e-4
+    clip_norm: float = 0.1
+    keyframes: int = 6
+    short_side: int = 360
+    max_size: int = 640
+    precision: str = "auto"
+    seed: int = 0
+    workers: int = 2
+    log_every: int = 10
+    checkpoint_every: int = 1000
+    keep_checkpoints: int = 2
+    eval_every: int = 0
+    eval_videos: int = 0
+    loss: LossWeights = field(default_factory=LossWeights)
+
+
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+
+@dataclass(frozen=True)
 class ReferMoConfig:
     """Everything that shapes the model; the values of ``refermo-swint`` follow the public code."""
 
@@ -127,6 +192,8 @@ class ReferMoConfig:
     tracking_alpha: float = 0.1
     temporal_layers: int = 3
     temporal_ffn_dim: int = 2048
+    infer_short_side: int = 360
+    train: TrainSpec = field(default_factory=TrainSpec)
 
     def __post_init__(self) -> None:
         def need(ok: bool, key: str, why: str) -> None:
@@ -151,6 +218,16 @@ class ReferMoConfig:
         need(len(self.text.special_token_ids) == 4, "text.special_token_ids",
              "needs the ids of [CLS], [SEP], '.' and '?'")
         need(self.lora.rank > 0, "lora.rank", "must be positive")
+        need(self.infer_short_side >= 32, "infer_short_side", "must be at least 32")
+        tr = self.train
+        for key in ("epochs", "batch_size", "keyframes", "short_side", "max_size", "keep_checkpoints"):
+            need(getattr(tr, key) > 0, f"train.{key}", "must be positive")
+        for key in ("workers", "log_every", "checkpoint_every", "eval_every", "eval_videos"):
+            need(getattr(tr, key) >= 0, f"train.{key}", "must be 0 or more")
+        need(tr.lr > 0 and tr.weight_decay >= 0 and tr.clip_norm >= 0, "train.lr",
+             "lr must be positive, weight_decay and clip_norm 0 or more")
+        need(tr.max_size >= tr.short_side, "train.max_size", "must be at least train.short_side")
+        need(tr.precision in PRECISIONS, "train.precision", f"must be one of {', '.join(PRECISIONS)}")
 
     def queries_per_layer(self) -> list[int]:
         """Queries kept after each decoder layer: ``ceil(n * query_decay)`` each time (900 -> 15 at full size)."""
@@ -252,4 +329,8 @@ def load_config(name_or_path: str | Path | ReferMoConfig) -> ReferMoConfig:
         raise ConfigError(f"{path}: not valid YAML: {reason}{where}") from None
     if data is None:
         data = {}
-    return config_from_dict(data, source=str(path))
+    cfg = config_from_dict(data, source=str(path))
+    vocab = cfg.text.vocab
+    if vocab and not Path(vocab).is_absolute():  # relative to the config file, as a user writes it
+        cfg = dataclasses.replace(cfg, text=dataclasses.replace(cfg.text, vocab=str((path.parent / vocab).resolve())))
+    return cfg

@@ -95,11 +95,18 @@ class Motion:
     params_hash: str
 
     def save(self, path: str | Path) -> None:
-        """Write ``path`` (.npz) atomically."""
-        with atomic_open(path, "wb") as fh:
-            np.savez_compressed(fh, mv=self.mv, frame_types=np.array(self.frame_types, dtype="<U1"),
-                                keyframes=np.asarray(self.keyframes, dtype=np.int32),
-                                params_hash=np.array(self.params_hash))
+        """Write ``path`` (.npz, as ``np.savez_compressed``) atomically, the same bytes for the same motion
+        (no time stamps in the archive, unlike numpy's own writer)."""
+        import zipfile
+
+        arrays = {"mv": self.mv, "frame_types": np.array(self.frame_types, dtype="<U1"),
+                  "keyframes": np.asarray(self.keyframes, dtype=np.int32), "params_hash": np.array(self.params_hash)}
+        with atomic_open(path, "wb") as fh, zipfile.ZipFile(fh, "w", zipfile.ZIP_DEFLATED) as zf:
+            for name, array in arrays.items():
+                info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+                info.compress_type = zipfile.ZIP_DEFLATED
+                with zf.open(info, "w", force_zip64=True) as entry:
+                    np.lib.format.write_array(entry, np.asanyarray(array), allow_pickle=False)
 
     @classmethod
     def load(cls, path: str | Path) -> "Motion":
@@ -274,10 +281,7 @@ def extract_split(src: str | Path, out: str | Path, *, split: str | None = None,
     from ..parallel import map_videos
 
     dataset = load(src, format=format, split=split, on_error=on_error)
-    if split is None:
-        if len(dataset.splits) != 1:
-            raise LongRVOSError(f"{src} has splits {sorted(dataset.splits)}: pass --split")
-        split = next(iter(dataset.splits))
+    split = dataset.split_name(split)
     reader = dataset[split]
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

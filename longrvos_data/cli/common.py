@@ -52,25 +52,32 @@ def load_options(args) -> dict:
     return {k: getattr(args, k) for k in ("provenance", "status") if getattr(args, k, None) is not None}
 
 
-def add_engine_args(p: argparse.ArgumentParser) -> None:
-    """``--engine`` and the SAM2 engine's flags, read by `engine_options`."""
+def add_engine_args(p: argparse.ArgumentParser, *, checkpoint_flag: str = "--checkpoint", device: bool = True) -> None:
+    """``--engine`` and the SAM2 engine's flags, read by `engine_options`.
+
+    ``checkpoint_flag`` names SAM2's checkpoint flag (``--sam2-checkpoint`` where ``--checkpoint``
+    is another model's); ``device=False`` leaves ``--device`` to the caller, whose device SAM2 shares.
+    """
     from ..annotation.engines import DEFAULT_ENGINE, ENGINES
 
     p.add_argument("--engine", choices=sorted(ENGINES), default=DEFAULT_ENGINE,
                    help="classical: OpenCV optical flow + GrabCut, no model; sam2: needs --sam2-config and "
-                        "--checkpoint")
+                        f"{checkpoint_flag}")
     p.add_argument("--sam2-config", help="sam2: the model config, e.g. configs/sam2.1/sam2.1_hiera_l.yaml")
-    p.add_argument("--checkpoint", type=Path, help="sam2: the checkpoint file matching --sam2-config")
-    p.add_argument("--device", default="cpu", help="sam2: torch device (cpu, cuda, cuda:1)")
+    p.add_argument(checkpoint_flag, dest="engine_checkpoint", type=Path,
+                   help="sam2: the checkpoint file matching --sam2-config")
+    p.set_defaults(engine_checkpoint_flag=checkpoint_flag, engine_device_shared=not device)
+    if device:
+        p.add_argument("--device", default="cpu", help="sam2: torch device (cpu, cuda, cuda:1)")
 
 
 def engine_options(args) -> dict:
     """The engine's options from the flags; flags of another engine are refused, not ignored."""
     if args.engine == "sam2":
-        return {"config": args.sam2_config, "checkpoint": args.checkpoint, "device": args.device}
-    stray = [flag for flag, value in (("--sam2-config", args.sam2_config), ("--checkpoint", args.checkpoint))
-             if value is not None]
-    if args.device != "cpu":
+        return {"config": args.sam2_config, "checkpoint": args.engine_checkpoint, "device": args.device}
+    stray = [flag for flag, value in (("--sam2-config", args.sam2_config),
+                                      (args.engine_checkpoint_flag, args.engine_checkpoint)) if value is not None]
+    if args.device != "cpu" and not args.engine_device_shared:
         stray.append("--device")
     if stray:
         raise LongRVOSError(f"{' and '.join(stray)} {'applies' if len(stray) == 1 else 'apply'} only to --engine "

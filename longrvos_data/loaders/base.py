@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
 from .. import masks as _masks
-from ..errors import DataError, Problem, ProblemLog
+from ..errors import DataError, LongRVOSError, Problem, ProblemLog
 from ..schema import Video
 
 log = logging.getLogger("longrvos_data")
@@ -110,6 +110,20 @@ class Dataset:
 
     def __iter__(self) -> Iterator[SplitReader]:
         return iter(self.splits.values())
+
+    def split_name(self, split: str | None) -> str:
+        """``split``, checked, or the only split when None (a verb that reads one split of its input).
+
+        Raises:
+            LongRVOSError: None with several splits, or a split the dataset does not have.
+        """
+        if split is None:
+            if len(self.splits) != 1:
+                raise LongRVOSError(f"{self.root} has splits {sorted(self.splits)}: pass --split")
+            return next(iter(self.splits))
+        if split not in self.splits:
+            raise LongRVOSError(f"{self.root} has no split {split!r} (it has {', '.join(sorted(self.splits))})")
+        return split
 
 
 _KINDS = {stat.S_IFCHR: "a character device", stat.S_IFBLK: "a block device", stat.S_IFIFO: "a FIFO (named pipe)",

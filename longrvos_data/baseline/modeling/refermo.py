@@ -434,25 +434,15 @@ class ReferMo(nn.Module):
 
         text_v = video([c.text for c in chunks]).transpose(0, 1)              # (T, B, L, d)
         valid_v = video([c.text_valid for c in chunks]).transpose(0, 1)       # (T, B, L)
-        sentence = text_v[:, :, 0]                                            # (T, B, d), the [CLS] token
-        per_layer = []
-        for k in range(len(layers)):
-            hs = video([c.hs[k] for c in chunks]).transpose(0, 1)             # (T, B, Q, d)
-            boxes = video([c.boxes[k] for c in chunks]).transpose(0, 1)
-            tracked = track(hs, boxes, text_v, valid_v, alpha=self.config.tracking_alpha)
-            q = hs.shape[2]
-            seq = self.temporal_decoder(tracked.hs.flatten(1, 2), sentence.repeat_interleave(q, dim=1))
-            hs = seq.reshape(t, b, q, -1).transpose(0, 1)                     # (B, T, Q, d)
-            ref = tracked.boxes.transpose(0, 1)
-            logits = contrastive_logits(hs, text_v.transpose(0, 1), valid_v.transpose(0, 1))
-            coords = (self.bbox_embed(hs) + inverse_sigmoid(ref)).sigmoid()
-            per_layer.append((hs, ref, logits, coords, tracked.order.transpose(0, 1)))
+        per_layer = [self.video_queries(video([c.hs[k] for c in chunks]).transpose(0, 1),
+                                        video([c.boxes[k] for c in chunks]).transpose(0, 1), text_v, valid_v)
+                     for k in range(len(layers))]
 
         masks: list[list[Tensor]] = [[] for _ in layers]
         t0 = 0
         for c in chunks:
             n_t = c.stride4.shape[0] // b
-            feats = self.pixel_decoder(c.memory[2], [c.memory[1], c.memory[0], c.stride4])
+            feats = self.mask_features(c)
             for k, (hs, ref, *_rest) in enumerate(per_layer):
                 masks[k].append(self._masks(hs[:, t0:t0 + n_t].flatten(0, 1), ref[:, t0:t0 + n_t].flatten(0, 1),
                                             feats, c.stride4_valid, c.text, c.text_valid))
@@ -464,6 +454,33 @@ class ReferMo(nn.Module):
             last.logits, last.boxes, last.masks, per_layer[-1][4], aux=tuple(preds[:-1]),
             encoder_logits=video([c.encoder_logits for c in chunks]) if aux_outputs else None,
             encoder_boxes=video([c.encoder_boxes for c in chunks]) if aux_outputs else None)
+
+    def video_queries(self, hs: Tensor, boxes: Tensor, text: Tensor, text_valid: Tensor) -> tuple[Tensor, ...]:
+        """The video stage of one decoder layer's queries: tracking, temporal decoder, class and box heads.
+
+        Args: ``hs`` (T, B, Q, d) and ``boxes`` (T, B, Q, 4) per keyframe, ``text`` (T, B, L, d) and
+        ``text_valid`` (T, B, L), the keyframes' fused text.
+        Returns ``(hs, ref, logits, coords, order)``, batch-major: (B, T, Q, d), (B, T, Q, 4) reference
+        boxes, (B, T, Q, 1), (B, T, Q, 4) predicted boxes, (B, T, Q) long tracked query indices.
+        """
+        t, b, q = hs.shape[:3]
+        tracked = track(hs, boxes, text, text_valid, alpha=self.config.tracking_alpha)
+        sentence = text[:, :, 0]                                              # (T, B, d), the [CLS] token
+        seq = self.temporal_decoder(tracked.hs.flatten(1, 2), sentence.repeat_interleave(q, dim=1))
+        out = seq.reshape(t, b, q, -1).transpose(0, 1)
+        ref = tracked.boxes.transpose(0, 1)
+        logits = contrastive_logits(out, text.transpose(0, 1), text_valid.transpose(0, 1))
+        coords = (self.bbox_embed(out) + inverse_sigmoid(ref)).sigmoid()
+        return out, ref, logits, coords, tracked.order.transpose(0, 1)
+
+    def mask_features(self, frames: FrameOutputs) -> Tensor:
+        """The stride-4 mask features (N, d, H/4, W/4) of a chunk's keyframes (FPN pixel decoder)."""
+        return self.pixel_decoder(frames.memory[2], [frames.memory[1], frames.memory[0], frames.stride4])
+
+    def frame_masks(self, frames: FrameOutputs, hs: Tensor, ref: Tensor) -> Tensor:
+        """Mask logits (N, Q, H/4, W/4) of queries ``hs`` (N, Q, d) with reference boxes ``ref`` (N, Q, 4)
+        on a chunk's N keyframes (N = B * t, batch-major)."""
+        return self._masks(hs, ref, self.mask_features(frames), frames.stride4_valid, frames.text, frames.text_valid)
 
     def _check_frame_size(self, height: int, width: int) -> None:
         """Refuse frames too small for the model: fewer feature tokens than queries, or a 1x1 coarsest

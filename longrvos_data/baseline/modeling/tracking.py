@@ -48,7 +48,7 @@ def match_queries(memory: Tensor, current: Tensor) -> Tensor:
     from scipy.optimize import linear_sum_assignment
 
     cost = 1.0 - F.normalize(memory.float(), dim=-1) @ F.normalize(current.float(), dim=-1).transpose(1, 2)
-    cost = cost.cpu().numpy()
+    cost = cost.float().cpu().numpy()   # autocast makes the product bf16 even from float inputs
     order = np.stack([linear_sum_assignment(c)[1] for c in cost], axis=0)
     return torch.as_tensor(order, dtype=torch.long, device=current.device)
 
