@@ -356,29 +356,25 @@ def record_path(out: str | Path, video_id: str) -> Path:
     return Path(out) / RECORDS / f"{video_id}.json"
 
 
-def _distributed() -> tuple[int, int, Any]:
-    """``(rank, world_size, group)`` under torchrun (a gloo group for the barrier), else ``(0, 1, None)``."""
+def _distributed() -> tuple[int, int, Any, bool]:
+    """``(rank, world_size, group, made)`` under torchrun, else ``(0, 1, None, False)``.
+
+    Inference exchanges nothing but a barrier at the end, so its group is gloo (on GPUs too) with a
+    long timeout: ranks wait there for the slowest shard, which may take hours. ``made``: this call
+    started the process group (and `infer` ends it).
+    """
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
-        return 0, 1, None
+        return 0, 1, None, False
     import datetime
 
     import torch.distributed as dist
 
-    if not dist.is_initialized():
-        backend = "nccl" if _cuda() else "gloo"
-        dist.init_process_group(backend)
-    # a long timeout: ranks wait for the slowest shard, which may take hours
-    group = dist.new_group(backend="gloo", timeout=datetime.timedelta(days=7))
-    return dist.get_rank(), dist.get_world_size(), group
-
-
-def _cuda() -> bool:
-    try:
-        import torch
-    except ImportError:
-        return False
-    return torch.cuda.is_available()
+    timeout = datetime.timedelta(days=7)
+    if dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size(), dist.new_group(backend="gloo", timeout=timeout), False
+    dist.init_process_group("gloo", timeout=timeout)
+    return dist.get_rank(), dist.get_world_size(), dist.group.WORLD, True
 
 
 def _motion_for(video: Video, motion_dir: Path | None, cache: Path, params: MotionParams) -> Motion:
@@ -518,7 +514,7 @@ def infer(src: str | Path, out: str | Path, *, detector: Detector, split: str | 
     layout = "lvos" if dataset.format == "lvos" else "referring"
     if output == "rle-json" and layout == "lvos":
         raise LongRVOSError("LVOS predictions are palette PNGs (one per frame, pixel = object id): use --format png")
-    rank, world, group = _distributed() if shard else (0, 1, None)
+    rank, world, group, made = _distributed() if shard else (0, 1, None, False)
     report = InferReport(split=split, layout=layout, rank=rank, world_size=world)
     problems = ProblemLog(on_error)
     out.mkdir(parents=True, exist_ok=True)
@@ -529,7 +525,8 @@ def infer(src: str | Path, out: str | Path, *, detector: Detector, split: str | 
               "layout": layout if output == "png" else "rle-json", "detector": detector.describe(),
               "engine": {"name": engine, **{k: (Path(v).name if k in ("checkpoint", "config") and v else v)
                                             for k, v in sorted(options.items()) if k != "device"}},
-              "min_score": min_score, "motion": MotionParams().hash() if motion_dir is None else "motion_dir"}
+              "min_score": min_score,
+              "motion": {"extracted": MotionParams().hash()} if motion_dir is None else {"dir": Path(motion_dir).name}}
     failed = 0
     try:
         eng = open_engine(engine, **options)
@@ -558,6 +555,10 @@ def infer(src: str | Path, out: str | Path, *, detector: Detector, split: str | 
     finally:
         if group is not None:
             _all_done(group, failed)
+            if made:
+                import torch.distributed as dist
+
+                dist.destroy_process_group()
     report.problems = dataset.problems.problems + problems.problems
     if rank == 0:
         files = _assemble(out, ids, header, output)

@@ -19,6 +19,7 @@ import sys
 import time
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
@@ -259,3 +260,17 @@ def test_train_and_infer_from_the_command_line(tmp_path):
     assert r.returncode == 0 and "masks.json written" in r.stdout, r.stderr
     report = evaluate(samples, pred / "masks.json", protocol="long_rvos", split="valid")
     assert not report.warnings and 0.0 <= report.overall["J&F"] <= 1.0
+
+
+def test_no_target_and_min_score_predict_empty(tmp_path):
+    src = synthetic(tmp_path, "mevis", videos=1, frames=14)
+    report = infer(src, tmp_path / "pred", detector=GroundTruthDetector(), split="valid_u")
+    video = load(src, split="valid_u")["valid_u"].video(load(src, split="valid_u")["valid_u"].video_ids()[0])
+    record = json.loads(report.predictions.read_text())["videos"][video.video_id]["expressions"]
+    no_target = [e.exp_id for e in video.expressions if e.kind == "no-target"]
+    assert no_target and all(record[x]["empty"] for x in no_target)
+    assert not any(cv2.imread(str(tmp_path / "pred" / video.video_id / x / f"{n}.png"), cv2.IMREAD_GRAYSCALE).any()
+                   for x in no_target for n in video.frame_names)
+    low = infer(src, tmp_path / "low", detector=GroundTruthDetector(), split="valid_u", min_score=2.0)
+    meta = json.loads(low.predictions.read_text())
+    assert meta["min_score"] == 2.0 and all(e["empty"] for e in meta["videos"][video.video_id]["expressions"].values())
