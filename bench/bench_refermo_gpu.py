@@ -66,7 +66,7 @@ def bench_train(torch, device, config: str, *, batch: int, keyframes: int, size:
         t = time.perf_counter()
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
             out = model(**batch_t.model_inputs(), aux_outputs=True)
-            losses = criterion(out, batch_t.masks, batch_t.valid, pixel_mask=batch_t.pixel_mask)
+        losses = criterion(out, batch_t.masks, batch_t.valid, pixel_mask=batch_t.pixel_mask)  # as train.py: fp32
         opt.zero_grad(set_to_none=True)
         losses["loss"].backward()
         torch.nn.utils.clip_grad_norm_(params, cfg.train.clip_norm)
