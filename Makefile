@@ -107,7 +107,7 @@ demo: install
 	@echo "== train the tiny ReferMo (random init, CPU) on samples/long_rvos train: 30 steps, a checkpoint, train.csv"
 	@rm -rf $(DEMO_OUT)/refermo $(DEMO_OUT)/refermo_pred
 	$(BIN)/longrvos baseline train samples/long_rvos --config refermo-tiny --out $(DEMO_OUT)/refermo --max-steps 30 --no-progress
-	@tail -n 3 $(DEMO_OUT)/refermo/train.csv
+	@cut -d, -f1-4 $(DEMO_OUT)/refermo/train.csv | sed -n '1p;2p;$$p'
 	@echo "== predict samples/long_rvos valid with it (keyframe masks, classical propagation per segment) and score it"
 	$(BIN)/longrvos baseline infer samples/long_rvos --split valid --checkpoint $(DEMO_OUT)/refermo \
 	  --out $(DEMO_OUT)/refermo_pred --no-progress
