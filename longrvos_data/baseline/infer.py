@@ -205,15 +205,18 @@ class ReferMoDetector:
         last = cfg.decoder_layers - 1
 
         def inputs(chunk: list[int]):
+            """A chunk's keyframes at model size and their Swin features (shared by every expression)."""
             frames = [read_rgb(video, keyframes[t]) for t in chunk]
             sample = keyframe_sample(frames, mv[chunk], mv_valid[chunk], short_side=self.short_side,
                                      max_size=self.max_size)
             batch = collate([sample], [""], self.tokenizer, cfg).to(device)
-            return batch, sample.size
+            model._check_frame_size(*batch.pixel_values.shape[-2:])
+            return batch, model.backbone_features(batch.pixel_values[0]), sample.size
 
-        def encode(batch, text, n: int):
+        def encode(chunk_inputs, text, n: int):
+            batch, features, _size = chunk_inputs
             return model.encode_frames(batch.pixel_values[0], batch.pixel_mask[0], text.per_frame(n),
-                                       batch.motion[0], batch.motion_mask[0], layers=[last])
+                                       batch.motion[0], batch.motion_mask[0], layers=[last], features=features)
 
         with torch.no_grad(), _autocast(device, self.precision):
             texts = []
@@ -224,10 +227,10 @@ class ReferMoDetector:
             kept: dict[tuple[int, int], Any] = {}
             size = None
             for c, chunk in enumerate(chunks):
-                batch, size = inputs(chunk)
-                model._check_frame_size(*batch.pixel_values.shape[-2:])
+                here = inputs(chunk)
+                size = here[2]
                 for j, text in enumerate(texts):
-                    out = encode(batch, text, len(chunk))
+                    out = encode(here, text, len(chunk))
                     parts[j].append((out.hs[0], out.boxes[0], out.text, out.text_valid))
                     if keep:
                         kept[(c, j)] = out
@@ -241,13 +244,13 @@ class ReferMoDetector:
             parts.clear()
             masks: list[list] = [[] for _ in exps]
             for c, chunk in enumerate(chunks):
-                batch = None
+                here = None
                 for j in range(len(exps)):
                     out = kept.pop((c, j), None)
                     if out is None:
-                        if batch is None:
-                            batch, size = inputs(chunk)
-                        out = encode(batch, texts[j], len(chunk))
+                        if here is None:
+                            here = inputs(chunk)
+                        out = encode(here, texts[j], len(chunk))
                     q_hs, ref = selected[j][0][chunk], selected[j][1][chunk]   # (n, 1, d), (n, 1, 4)
                     logits = model.frame_masks(out, q_hs, ref).float()         # (n, 1, h/4, w/4)
                     h, w = size

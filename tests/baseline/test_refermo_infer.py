@@ -274,3 +274,21 @@ def test_no_target_and_min_score_predict_empty(tmp_path):
     low = infer(src, tmp_path / "low", detector=GroundTruthDetector(), split="valid_u", min_score=2.0)
     meta = json.loads(low.predictions.read_text())
     assert meta["min_score"] == 2.0 and all(e["empty"] for e in meta["videos"][video.video_id]["expressions"].values())
+
+
+def test_shared_backbone_features_change_nothing(tiny):
+    """The detector runs Swin once per chunk for all of a video's expressions: the same encoder output."""
+    model, tok = tiny
+    model.eval()
+    gen = torch.Generator().manual_seed(0)
+    px = torch.randn(2, 3, 64, 96, generator=gen)
+    mask = torch.ones(2, 64, 96, dtype=torch.bool)
+    motion = torch.randn(2, 3, 2, 4, 6, generator=gen)
+    valid = torch.ones(2, 3, 4, 6, dtype=torch.bool)
+    ids = ReferMoDetector(model, tok).tokenizer_inputs("the red car", "cpu")
+    text = model.encode_text(ids["input_ids"], ids["attention_mask"]).per_frame(2)
+    with torch.no_grad():
+        a = model.encode_frames(px, mask, text, motion, valid, layers=[1])
+        b = model.encode_frames(px, mask, text, motion, valid, layers=[1], features=model.backbone_features(px))
+    assert torch.equal(a.hs[0], b.hs[0]) and torch.equal(a.boxes[0], b.boxes[0])
+    assert all(torch.equal(x, y) for x, y in zip(a.memory, b.memory)) and torch.equal(a.stride4, b.stride4)

@@ -273,8 +273,18 @@ class ReferMo(nn.Module):
 
     # ---- per-keyframe stage --------------------------------------------------------------------
 
+    def backbone_features(self, pixel_values: Tensor) -> tuple[list[Tensor], Tensor]:
+        """The Swin features of (N, 3, H, W) frames: the maps at strides 8, 16, 32 and the normed stride-4
+        stage. They do not depend on the caption, so one video's expressions can share them."""
+        swin = self.model.backbone.conv_encoder.model
+        out = swin(pixel_values, output_hidden_states=True, return_dict=True)
+        stage1 = out.hidden_states[1]
+        stage1 = swin.hidden_states_norms["stage1"](stage1.permute(0, 2, 3, 1)).permute(0, 3, 1, 2).contiguous()
+        return list(out.feature_maps), stage1
+
     def encode_frames(self, pixel_values: Tensor, pixel_mask: Tensor, text: TextFeatures, motion: Tensor,
-                      motion_valid: Tensor, *, layers: list[int], proposals: bool = False) -> FrameOutputs:
+                      motion_valid: Tensor, *, layers: list[int], proposals: bool = False,
+                      features: tuple[list[Tensor], Tensor] | None = None) -> FrameOutputs:
         """Backbone, motion-fused encoder, two-stage query selection and the pruning decoder for N keyframes.
 
         Args:
@@ -282,13 +292,11 @@ class ReferMo(nn.Module):
             text: the captions' features, one row per keyframe (`TextFeatures.per_frame`).
             motion: (N, n, 2, h, w) codec motion (stride 16); motion_valid: (N, n, h, w) bool.
             layers: the decoder layers whose queries to keep (the last one, or all for training).
+            features: `backbone_features` of ``pixel_values`` when already computed (inference, several captions).
         """
         gd, d = self.model, self.config.d_model
-        swin = gd.backbone.conv_encoder.model
-        out = swin(pixel_values, output_hidden_states=True, return_dict=True)
-        maps = list(out.feature_maps)
-        stage1 = out.hidden_states[1]
-        stage1 = swin.hidden_states_norms["stage1"](stage1.permute(0, 2, 3, 1)).permute(0, 3, 1, 2).contiguous()
+        maps, stage1 = features if features is not None else self.backbone_features(pixel_values)
+        maps = list(maps)
 
         def mask_at(size) -> Tensor:
             return F.interpolate(pixel_mask[None].float(), size=size).bool()[0]
