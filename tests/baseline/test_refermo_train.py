@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 import re
 import shutil
@@ -310,3 +311,12 @@ def test_bad_input_names_file_video_and_field(data, tmp_path):
     with pytest.raises(DataError, match="no expressions to train on") as err:
         train(empty, tmp_path / "o", config="refermo-tiny", motion_dir=motion)
     assert err.value.field == "expressions" and str(empty) in str(err.value)
+
+
+def test_a_bf16_autocast_step_runs(data, tmp_path):
+    """Mixed precision as on a GPU (bf16 autocast, here on the CPU): tracking's Hungarian matching and the fp32
+    loss take bf16 activations."""
+    src, motion = data
+    cfg = write_config(tmp_path / "bf16.yaml", precision="bf16")
+    report = train(src, tmp_path / "run", config=cfg, motion_dir=motion, max_steps=1)
+    assert report.steps == 1 and math.isfinite(report.loss)
