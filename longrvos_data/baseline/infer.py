@@ -115,11 +115,15 @@ class GroundTruthDetector:
         if not video.has_masks:
             raise DataError("the ground-truth detector needs masks", file=video.source_file, video=video.video_id,
                             field="masks")
-        per_frame = {k: video.frame_masks(k) for k in keyframes}
+        rles: dict[str, list] = {e.exp_id: [] for e in video.expressions}
+        for k in keyframes:   # one frame's masks at a time, kept as RLE: memory does not grow with the video
+            masks = video.frame_masks(k)
+            for e in video.expressions:
+                m = video.target_mask(e, masks)
+                rles[e.exp_id].append(_masks.encode(m) if m is not None and m.any() else None)
         for e in video.expressions:
-            found = [video.target_mask(e, per_frame[k]) for k in keyframes]
-            rles = [_masks.encode(m) if m is not None and m.any() else None for m in found]
-            yield Detection(e.exp_id, rles, [1.0 if r is not None else 0.0 for r in rles])
+            found = rles[e.exp_id]
+            yield Detection(e.exp_id, found, [1.0 if r is not None else 0.0 for r in found])
 
 
 def _autocast(device, precision: str):
@@ -304,6 +308,7 @@ def propagate_segments(video: Video, keyframes: Sequence[int], detections: Seque
     """
     written = 0
     by_key = {k: i for i, k in enumerate(keyframes)}
+    score = {d.exp_id: d.score for d in detections}
     engine.open(video)
     try:
         for start, end in segments(keyframes, video.num_frames):
@@ -316,7 +321,6 @@ def propagate_segments(video: Video, keyframes: Sequence[int], detections: Seque
                     prompted.append(d.exp_id)
             if not prompted:
                 continue
-            score = {d.exp_id: d.score for d in detections}
             steps = engine.propagate(prompted, start=start, end=end, direction="forward")
             try:
                 frame, pending = start, {}
@@ -530,7 +534,6 @@ def infer(src: str | Path, out: str | Path, *, detector: Detector, split: str | 
                                             for k, v in sorted(options.items()) if k != "device"}},
               "min_score": min_score,
               "motion": {"extracted": MotionParams().hash()} if motion_dir is None else {"dir": Path(motion_dir).name}}
-    failed = 0
     try:
         eng = open_engine(engine, **options)
         bar = _bar(len(todo), progress, f"infer {split}" + (f" [rank {rank}]" if world > 1 else ""))
@@ -538,13 +541,12 @@ def infer(src: str | Path, out: str | Path, *, detector: Detector, split: str | 
             for vid in todo:
                 try:
                     video = reader.video(vid)
-                    if layout == "lvos" and len({t for e in video.expressions for t in e.track_ids}) < len(video.tracks):
-                        log.warning("%s: %d object(s) have no caption and are predicted absent", vid,
-                                    len(video.tracks) - len({t for e in video.expressions for t in e.track_ids}))
+                    uncaptioned = len(video.tracks) - len({t for e in video.expressions for t in e.track_ids})
+                    if layout == "lvos" and uncaptioned:
+                        log.warning("%s: %d object(s) have no caption and are predicted absent", vid, uncaptioned)
                     infer_video(video, detector, eng, out, output=output, motion_dir=motion_dir, min_score=min_score)
                 except DataError as err:
-                    problems.add(err)
-                    failed += 1
+                    problems.add(err)   # raises unless on_error="skip"
                     continue
                 report.written += 1
                 report.frames += video.num_frames
@@ -552,15 +554,12 @@ def infer(src: str | Path, out: str | Path, *, detector: Detector, split: str | 
         finally:
             bar.close()
             eng.close()
-    except BaseException:
-        failed += 1
-        raise
     finally:
-        if group is not None:
-            _all_done(group, failed)
-            if made:
-                import torch.distributed as dist
+        if group is not None:   # every rank waits for the others (also after an error), then rank 0 assembles
+            import torch.distributed as dist
 
+            dist.barrier(group=group)
+            if made:
                 dist.destroy_process_group()
     report.problems = dataset.problems.problems + problems.problems
     if rank == 0:
@@ -571,16 +570,6 @@ def infer(src: str | Path, out: str | Path, *, detector: Detector, split: str | 
             if into_project is not None:
                 report.project_cells = _into_project(into_project, src, split, format, out, output)
     return report
-
-
-def _all_done(group, failed: int) -> int:
-    """Wait for every rank (a barrier that also sums the failures)."""
-    import torch
-    import torch.distributed as dist
-
-    total = torch.tensor([failed])
-    dist.all_reduce(total, group=group)
-    return int(total)
 
 
 def _bar(total: int, show: bool, desc: str):
