@@ -135,7 +135,8 @@ class TrainSpec:
 
     ``lr`` is the base rate for a total batch of 2; the optimiser uses ``lr * batch_size *
     world_size / 2`` (1e-4 x 16 / 2 = 8e-4 on 8 GPUs of 2). No decay within ``epochs``.
-    ``keyframes`` are drawn at random per sample among the video's codec keyframes; frames are
+    ``keyframes`` are drawn at random per sample among the video's codec keyframes; ``augment``
+    applies the public code's crop, flip and colour jitter (`inputs.augment`); frames are then
     resized to ``short_side`` (the long side at most ``max_size``). ``precision``: ``auto``
     (bf16 autocast on a GPU that has it, else fp16 with a gradient scaler; fp32 on a CPU),
     ``fp32``, ``bf16`` or ``fp16``. ``checkpoint_every``, ``eval_every``, ``log_every`` count
@@ -149,6 +150,7 @@ class TrainSpec:
     weight_decay: float = 1e-4
     clip_norm: float = 0.1
     keyframes: int = 6
+    augment: bool = True
     short_side: int = 360
     max_size: int = 640
     precision: str = "auto"

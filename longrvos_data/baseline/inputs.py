@@ -63,6 +63,73 @@ def keyframe_motion(motion: Motion, keyframes: Sequence[int], frames: int) -> tu
     return out, valid
 
 
+def _swap_left_right(caption: str) -> str:
+    return caption.replace("left", "\0").replace("right", "left").replace("\0", "right")
+
+
+def _photometric(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """One frame's colour jitter, as the public ``PhotometricDistort``: brightness +-32, then contrast
+    0.8-1.2 before or after saturation 0.8-1.2 (each with p 0.5), a channel shuffle with p 0.2."""
+    import cv2
+
+    img = image.astype(np.float32)
+    if rng.integers(2):
+        img = np.clip(img + rng.uniform(-32, 32), 0, 255)
+
+    def contrast(x: np.ndarray) -> np.ndarray:
+        return x * rng.uniform(0.8, 1.2) if rng.integers(2) else x
+
+    def saturation(x: np.ndarray) -> np.ndarray:
+        hsv = cv2.cvtColor(np.clip(x, 0, 255), cv2.COLOR_RGB2HSV)
+        if rng.integers(2):
+            hsv[..., 1] *= rng.uniform(0.8, 1.2)
+        return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
+
+    img = saturation(contrast(img)) if rng.integers(2) else contrast(saturation(img))
+    if rng.random() < 0.2:
+        img = img[..., rng.permutation(3)]
+    return np.clip(img, 0, 255).astype(np.uint8)   # the public code wraps values over 255 instead
+
+
+def augment(frames: Sequence[np.ndarray], masks: np.ndarray, motion: np.ndarray, caption: str,
+            rng: np.random.Generator) -> tuple[list[np.ndarray], np.ndarray, np.ndarray, str]:
+    """The public training augmentation (Long_RVOS ``make_coco_transforms("train")``), from ``rng``.
+
+    With p 0.5 a zoomed crop: the frame scaled so its short side is 400, 500 or 600, a random
+    crop of 384-600 px per side (in that scale), here cut from the original frames (the resize to
+    model size follows in `keyframe_sample`); a crop that loses the target in every keyframe is
+    not taken (the public code draws another sample). Then a horizontal flip with p 0.5, which
+    negates the motion's x and swaps "left" and "right" in the caption, and per-frame colour
+    jitter (`_photometric`). ``motion`` is (T, n, 2, h16, w16); it is cropped to the 16-pixel
+    blocks that cover the crop.
+    """
+    frames = list(frames)
+    height, width = frames[0].shape[:2]
+    if rng.random() < 0.5:
+        scale = rng.choice([400, 500, 600]) / min(height, width)
+        sh, sw = height * scale, width * scale
+        ch = int(rng.integers(min(384, int(sh)), int(min(sh, 600)) + 1))
+        cw = int(rng.integers(min(384, int(sw)), int(min(sw, 600)) + 1))
+        y0 = int(rng.integers(0, int(sh) - ch + 1))
+        x0 = int(rng.integers(0, int(sw) - cw + 1))
+        top, left = int(y0 / scale), int(x0 / scale)
+        bottom, right = min(height, max(top + 1, round((y0 + ch) / scale))), min(width, max(left + 1, round((x0 + cw) / scale)))
+        cut = masks[:, top:bottom, left:right]
+        if cut.any():
+            frames = [f[top:bottom, left:right] for f in frames]
+            masks = cut
+            motion = motion[..., top // MOTION_BLOCK:math.ceil(bottom / MOTION_BLOCK),
+                            left // MOTION_BLOCK:math.ceil(right / MOTION_BLOCK)]
+    if rng.random() < 0.5:
+        frames = [f[:, ::-1] for f in frames]
+        masks = masks[..., ::-1]
+        motion = motion[..., ::-1].copy()
+        motion[:, :, 0] *= -1
+        caption = _swap_left_right(caption)
+    frames = [_photometric(np.ascontiguousarray(f), rng) for f in frames]
+    return frames, np.ascontiguousarray(masks), np.ascontiguousarray(motion), caption
+
+
 @dataclass
 class KeyframeSample:
     """One video's keyframes at model size (before padding): ``pixels`` (T, 3, h, w) float32

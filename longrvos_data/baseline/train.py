@@ -179,18 +179,23 @@ class KeyframeClips:
     def __getitem__(self, index: int):
         """``(KeyframeSample, caption)``, or a `SampleError` for bad data (a worker process passes it back
         as it is, where a raised error would come back with the worker's traceback in its message)."""
-        from .inputs import keyframe_motion, keyframe_sample
+        from .inputs import augment, keyframe_motion, keyframe_sample
 
         try:
             item = self.clips[index]
             tr = self.config.train
             mv, mv_valid = keyframe_motion(self.motion(item["video_id"]), item["frame_indices"].tolist(),
                                            self.config.motion.frames)
-            sample = keyframe_sample(item["frames"], mv, mv_valid, short_side=tr.short_side, max_size=tr.max_size,
-                                     masks=item["masks"], valid=item["valid"])
+            frames, masks, valid, text = item["frames"], item["masks"], item["valid"], item["text"]
+            if tr.augment:  # seeded per (seed, epoch, item), as the frames: the same whoever loads it
+                rng = np.random.default_rng([tr.seed, self.clips.epoch, index, 1])
+                frames, masks, mv, text = augment(frames, masks, mv, text, rng)
+                valid = valid & masks.reshape(len(masks), -1).any(1)
+            sample = keyframe_sample(frames, mv, mv_valid, short_side=tr.short_side, max_size=tr.max_size,
+                                     masks=masks, valid=valid)
         except DataError as err:
             return SampleError(err.message, err.file, err.video, err.field)
-        return sample, item["text"]
+        return sample, text
 
 
 @dataclass(frozen=True)

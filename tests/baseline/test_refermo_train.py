@@ -313,10 +313,10 @@ def test_bad_input_names_file_video_and_field(data, tmp_path):
     assert err.value.field == "expressions" and str(empty) in str(err.value)
 
 
-def test_a_bf16_autocast_step_runs(data, tmp_path):
-    """Mixed precision as on a GPU (bf16 autocast, here on the CPU): tracking's Hungarian matching and the fp32
-    loss take bf16 activations."""
+def test_a_bf16_autocast_step_with_the_augmentation_runs(data, tmp_path):
+    """Mixed precision as on a GPU (bf16 autocast, here on the CPU: tracking's Hungarian matching and the fp32
+    loss take bf16 activations), with the public augmentation on (crops change the frame size per sample)."""
     src, motion = data
-    cfg = write_config(tmp_path / "bf16.yaml", precision="bf16")
-    report = train(src, tmp_path / "run", config=cfg, motion_dir=motion, max_steps=1)
-    assert report.steps == 1 and math.isfinite(report.loss)
+    cfg = write_config(tmp_path / "bf16.yaml", precision="bf16", augment=True, batch_size=2)
+    report = train(src, tmp_path / "run", config=cfg, motion_dir=motion, max_steps=2)
+    assert report.steps == 2 and math.isfinite(report.loss)
