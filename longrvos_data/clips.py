@@ -297,7 +297,7 @@ class ClipDataset:
         self.backend = _HFBackend(source, split) if format == "hf" else _LoaderBackend(source, split, format)
         self.split, self.num_frames, self.sampling, self.stride = split, num_frames, sampling, stride
         self.seed, self.size, self.with_masks = seed, size, with_masks
-        self.frame_pool = {k: np.asarray(v, dtype=np.int64) for k, v in (frame_pool or {}).items()}
+        self.set_frame_pool(frame_pool or {})
         self.epoch = 0
         self.items, annotated = self.backend.items()
         if with_masks and not annotated:
@@ -310,6 +310,10 @@ class ClipDataset:
     def set_epoch(self, epoch: int) -> None:
         """Draw different frames from now on (call it at the start of each epoch)."""
         self.epoch = int(epoch)
+
+    def set_frame_pool(self, frame_pool: Mapping[str, Sequence[int]]) -> None:
+        """Sample each listed video among these frames (a pool known only once the items are listed)."""
+        self.frame_pool = {k: np.asarray(v, dtype=np.int64) for k, v in frame_pool.items()}
 
     def frame_indices(self, index: int) -> np.ndarray:
         """The frames item ``index`` samples this epoch, ``(T,) int64``."""

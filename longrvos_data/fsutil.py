@@ -4,12 +4,13 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import hashlib
 import json
 import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import IO, Any, Iterator, Literal, Sequence
+from typing import IO, Any, Callable, Iterator, Literal, Sequence
 
 from .errors import LongRVOSError
 
@@ -67,6 +68,22 @@ def atomic_open(path: str | Path, mode: str = "wb", **kwargs) -> Iterator[IO]:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def file_sha256(path: str | Path, *, chunk: int = 4 << 20, on_block: Callable[[int], None] | None = None) -> str:
+    """Hex SHA-256 of a file, read in chunks (never whole); ``on_block(n)`` after each block (progress bars).
+
+    Example:
+        >>> file_sha256("ReVOS/mask_dict.json") == ReVOSPaths.SHA256["mask_dict.json"]
+        True
+    """
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+            if on_block is not None:
+                on_block(len(block))
+    return h.hexdigest()
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:

@@ -553,12 +553,16 @@ class VideoWriter:
             shutil.rmtree(self.partial)
         self.partial.mkdir(parents=True)
 
-    def _masks(self, index: int, masks: Mapping[str, Any]) -> list[tuple[str, np.ndarray, float]]:
-        """``[(track_id, bool mask, score)]`` of the present masks, checked against the video."""
+    def _check_index(self, index: int) -> None:
         video = self.video
         if isinstance(index, bool) or not isinstance(index, (int, np.integer)) or not 0 <= index < video.num_frames:
             raise DataError(f"frame index {index!r} is not in 0..{video.num_frames - 1}", file=self.partial,
                             video=video.video_id, field="frame_index")
+
+    def _masks(self, index: int, masks: Mapping[str, Any]) -> list[tuple[str, np.ndarray, float]]:
+        """``[(track_id, bool mask, score)]`` of the present masks, checked against the video."""
+        video = self.video
+        self._check_index(index)
         out = []
         for tid, value in masks.items():
             mask, score = value if isinstance(value, tuple) else (value, 0.0)
@@ -588,7 +592,7 @@ class VideoWriter:
 
     def _expression_masks(self, index: int, masks: Mapping[str, Any]) -> dict[str, tuple[np.ndarray | None, float]]:
         """``masks`` checked against the video's expressions and size (errors name the field)."""
-        self._masks(index, {})  # checks the frame index
+        self._check_index(index)
         video = self.video
         known = {e.exp_id for e in video.expressions}
         out: dict[str, tuple[np.ndarray | None, float]] = {}

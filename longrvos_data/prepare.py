@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import hashlib
 import json
 import logging
 import os
@@ -49,7 +48,7 @@ from pathlib import Path
 from typing import IO
 
 from .errors import DataError, LongRVOSError
-from .fsutil import atomic_write_json
+from .fsutil import atomic_write_json, file_sha256
 
 log = logging.getLogger("longrvos_data")
 
@@ -689,16 +688,11 @@ def _extract_zip(archive: Path, writer: _Writer, progress: _Progress) -> None:
 
 
 def _sha256(path: Path, *, progress: bool) -> str:
-    h = hashlib.sha256()
     bar = _Progress(path, path.stat().st_size, enabled=progress, desc=f"SHA256 {path.name}")
     try:
-        with open(path, "rb") as fh:
-            while block := fh.read(4 * CHUNK):
-                h.update(block)
-                bar.to(bar.done + len(block))
+        return file_sha256(path, chunk=4 * CHUNK, on_block=lambda n: bar.to(bar.done + n))
     finally:
         bar.close()
-    return h.hexdigest()
 
 
 def _merge(src: Path, dst: Path) -> None:

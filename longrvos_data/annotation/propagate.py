@@ -30,7 +30,7 @@ import logging
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
 
@@ -128,7 +128,7 @@ def propagate_video(video: Video, engine: Engine, writer: VideoWriter, *, image_
         start = min(frame for frame, _ in firsts.values())
         steps = engine.propagate(list(firsts), start=start, end=video.num_frames)
         try:
-            _write_steps(steps, writer, video)
+            write_steps(steps, writer.write_frame, video)
         finally:
             steps.close()
     finally:
@@ -136,9 +136,10 @@ def propagate_video(video: Video, engine: Engine, writer: VideoWriter, *, image_
     return stats
 
 
-def _write_steps(steps: Iterable[Step], writer: VideoWriter, video: Video) -> None:
-    """Group the engine's steps by frame and write each frame once all of its tracks are in
-    (forward propagation moves frame by frame, so a frame is whole when a later one starts)."""
+def write_steps(steps: Iterable[Step], write: Callable[[int, dict], None], video: Video) -> None:
+    """Group the engine's steps by frame and ``write(frame, {track_id: (mask | None, score)})`` each frame
+    once all of its tracks are in (forward propagation moves frame by frame, so a frame is whole when a
+    later one starts)."""
     pending: dict[int, dict[str, tuple[np.ndarray | None, float]]] = {}
     last_flushed = -1
     for step in steps:
@@ -147,11 +148,11 @@ def _write_steps(steps: Iterable[Step], writer: VideoWriter, video: Video) -> No
             raise LongRVOSError(f"video {video.video_id!r}: the engine went back to frame {f} after frame "
                                 f"{last_flushed} in a forward propagation")
         for done in sorted(k for k in pending if k < f):
-            writer.write_frame(done, pending.pop(done))
+            write(done, pending.pop(done))
             last_flushed = done
         pending.setdefault(f, {})[step.track_id] = (step.mask, float(step.score))
     for done in sorted(pending):
-        writer.write_frame(done, pending[done])
+        write(done, pending[done])
 
 
 def _propagate_to(video: Video, *, out: str, engine: str, options: Mapping[str, Any],
@@ -231,4 +232,5 @@ def propagate_dataset(src: str | Path, out: str | Path, *, split: str | None = N
     return report
 
 
-__all__ = ["PropagateReport", "check_engine_options", "first_masks", "propagate_dataset", "propagate_video"]
+__all__ = ["PropagateReport", "check_engine_options", "first_masks", "propagate_dataset", "propagate_video",
+           "write_steps"]

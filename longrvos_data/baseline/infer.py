@@ -60,10 +60,10 @@ import numpy as np
 
 from .. import masks as _masks
 from ..errors import DataError, LongRVOSError, OnError, ProblemLog
-from ..fsutil import atomic_open, atomic_write_json
+from ..fsutil import atomic_open, atomic_write_json, file_sha256
 from ..predictions import check_prediction_folder, video_writer
 from ..schema import Video
-from .motion import Motion, MotionParams, extract, is_current, motion_path
+from .motion import Motion, MotionParams, extract, is_current, motion_path, read_motion
 
 log = logging.getLogger("longrvos_data")
 
@@ -179,12 +179,10 @@ class ReferMoDetector:
         return cls(model, tokenizer, checkpoint=path, **kwargs)
 
     def describe(self) -> dict[str, Any]:
-        from .train import checkpoint_sha256
-
         out: dict[str, Any] = {"name": "refermo", "config": self.model.config.name, "short_side": self.short_side}
         if self.checkpoint is not None:
             if self._sha is None:
-                self._sha = checkpoint_sha256(self.checkpoint)
+                self._sha = file_sha256(self.checkpoint)
             out["checkpoint"] = {"file": self.checkpoint.name, "sha256": self._sha}
         return out
 
@@ -300,15 +298,20 @@ def segments(keyframes: Sequence[int], num_frames: int) -> list[tuple[int, int]]
 
 
 def propagate_segments(video: Video, keyframes: Sequence[int], detections: Sequence[Detection], engine,
-                       writer) -> int:
-    """Run the engine over each segment from its keyframe's masks; returns the frames written.
+                       writer) -> None:
+    """Run the engine over each segment from its keyframe's masks into ``writer.write_expressions``.
 
     One engine session for the video, reset at every segment (no memory across segments, as the
     public code); every expression is one track.
     """
-    written = 0
+    from ..annotation.propagate import write_steps
+
     by_key = {k: i for i, k in enumerate(keyframes)}
     score = {d.exp_id: d.score for d in detections}
+
+    def write(frame: int, masks: dict) -> None:   # an expression's score is its detection's, not the engine's
+        writer.write_expressions(frame, {exp_id: (mask, score[exp_id]) for exp_id, (mask, _s) in masks.items()})
+
     engine.open(video)
     try:
         for start, end in segments(keyframes, video.num_frames):
@@ -323,21 +326,11 @@ def propagate_segments(video: Video, keyframes: Sequence[int], detections: Seque
                 continue
             steps = engine.propagate(prompted, start=start, end=end, direction="forward")
             try:
-                frame, pending = start, {}
-                for s in steps:
-                    if s.frame_index != frame:
-                        writer.write_expressions(frame, pending)
-                        written += 1
-                        frame, pending = s.frame_index, {}
-                    pending[s.track_id] = (s.mask, score[s.track_id])
-                if pending:
-                    writer.write_expressions(frame, pending)
-                    written += 1
+                write_steps(steps, write, video)
             finally:
                 steps.close()
     finally:
         engine.close()
-    return written
 
 
 # -- a split --------------------------------------------------------------------------------
@@ -385,23 +378,14 @@ def _distributed() -> tuple[int, int, Any, bool]:
 
 
 def _motion_for(video: Video, motion_dir: Path | None, cache: Path, params: MotionParams) -> Motion:
+    """The video's motion from ``motion_dir``, else from the cache, extracted into it when not current."""
     if motion_dir is not None:
-        path = motion_path(motion_dir, video.video_id)
-        if not path.is_file():
-            raise DataError("no motion file for this video (run `longrvos baseline extract-motion`, or leave out "
-                            "--motion to extract it on the fly)", file=path, video=video.video_id, field="motion")
-        motion = Motion.load(path)
-    else:
-        path = motion_path(cache, video.video_id)
-        if is_current(path, params):
-            motion = Motion.load(path)
-        else:
-            cache.mkdir(parents=True, exist_ok=True)
-            motion = extract(video, params)   # its temporary stream in the system's folder, never in the output
-            motion.save(path)
-    if motion.mv.shape[0] != video.num_frames:
-        raise DataError(f"motion has {motion.mv.shape[0]} frames, the video {video.num_frames}", file=path,
-                        video=video.video_id, field="mv")
+        return read_motion(motion_dir, video.video_id, num_frames=video.num_frames)
+    if is_current(motion_path(cache, video.video_id), params):
+        return read_motion(cache, video.video_id, num_frames=video.num_frames)
+    cache.mkdir(parents=True, exist_ok=True)
+    motion = extract(video, params)   # its temporary stream in the system's folder, never in the output
+    motion.save(motion_path(cache, video.video_id))
     return motion
 
 
@@ -435,7 +419,7 @@ def infer_video(video: Video, detector: Detector, engine, out: str | Path, *, ou
     return record
 
 
-def _read_record(out: Path, video_id: str, output: str, layout: str) -> dict | None:
+def _read_record(out: Path, video_id: str, output: str) -> dict | None:
     path = record_path(out, video_id)
     try:
         record = json.loads(path.read_text(encoding="utf-8"))
@@ -526,7 +510,7 @@ def infer(src: str | Path, out: str | Path, *, detector: Detector, split: str | 
     problems = ProblemLog(on_error)
     out.mkdir(parents=True, exist_ok=True)
     mine = ids[rank::world]
-    todo = [v for v in mine if _read_record(out, v, output, layout) is None]
+    todo = [v for v in mine if _read_record(out, v, output) is None]
     report.skipped = len(mine) - len(todo)
     header = {"format": FORMAT_TAG, "version": FORMAT_VERSION, "dataset": dataset.format, "split": split,
               "layout": layout if output == "png" else "rle-json", "detector": detector.describe(),
@@ -615,7 +599,10 @@ class _Recording:
 
 
 def keyframe_j(video: Video, keyframes: Sequence[int], detections: Sequence[Detection]) -> list[float]:
-    """Per (expression, keyframe): the IoU of the detected mask with the ground truth (1 when both are empty)."""
+    """Per (keyframe, expression): J of the detected mask against the ground truth (eval's J: 1 when both
+    are empty)."""
+    from ..eval.metrics import MaskInfo, score_frame
+
     out = []
     by_exp = {e.exp_id: e for e in video.expressions}
     for i, k in enumerate(keyframes):
@@ -623,14 +610,8 @@ def keyframe_j(video: Video, keyframes: Sequence[int], detections: Sequence[Dete
         for d in detections:
             target = video.target_mask(by_exp[d.exp_id], gt)
             pred = None if d.masks[i] is None else _masks.decode(d.masks[i])
-            t_area = 0 if target is None else int(target.sum())
-            p_area = 0 if pred is None else int(pred.sum())
-            if t_area == 0 and p_area == 0:
-                out.append(1.0)
-            elif t_area == 0 or p_area == 0:
-                out.append(0.0)
-            else:
-                out.append(float((target & pred).sum() / (target | pred).sum()))
+            out.append(score_frame(None if target is None or not target.any() else MaskInfo(target),
+                                   None if pred is None else MaskInfo(pred), 0, boundary=False).j)
     return out
 
 
@@ -657,7 +638,8 @@ def evaluator(src: str | Path, out: str | Path, *, split: str, format: str | Non
         try:
             # motion of the eval videos is extracted once into out/motion and reused at every evaluation
             for vid in ids:
-                _motion_for(dataset[split].video(vid), None, Path(motion), MotionParams())
+                if not is_current(motion_path(motion, vid), MotionParams()):
+                    _motion_for(dataset[split].video(vid), None, Path(motion), MotionParams())
             infer(src, pred, detector=detector, split=split, format=format, engine=engine,
                   engine_options=engine_options, motion_dir=motion, video_ids=ids, shard=False)
         finally:

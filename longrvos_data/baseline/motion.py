@@ -240,6 +240,48 @@ def motion_path(out: str | Path, video_id: str) -> Path:
     return Path(out) / f"{video_id}.npz"
 
 
+def _npz_error(path: Path, video_id: str, field: str, err: Exception) -> DataError:
+    return DataError(f"cannot read the motion file ({type(err).__name__}: {err})", file=path, video=video_id,
+                     field=field)
+
+
+def _require(path: Path, video_id: str) -> None:
+    if not path.is_file():
+        raise DataError("no motion file for this video (run `longrvos baseline extract-motion`, or leave out the "
+                        "motion folder to have it extracted)", file=path, video=video_id, field="motion")
+
+
+def read_motion(folder: str | Path, video_id: str, *, num_frames: int | None = None) -> Motion:
+    """``<folder>/<video_id>.npz``, checked: a missing or unreadable file, or one with another frame
+    count than ``num_frames``, is a `DataError` naming the file, the video and the field."""
+    import zipfile
+
+    path = motion_path(folder, video_id)
+    _require(path, video_id)
+    try:
+        motion = Motion.load(path)
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:
+        raise _npz_error(path, video_id, "mv", err) from None
+    if num_frames is not None and motion.mv.shape[0] != num_frames:
+        raise DataError(f"the motion file has {motion.mv.shape[0]} frames, the video {num_frames}: re-extract it",
+                        file=path, video=video_id, field="mv")
+    return motion
+
+
+def read_keyframes(folder: str | Path, video_id: str) -> tuple[list[int], int]:
+    """``(keyframes, frame count)`` of ``<folder>/<video_id>.npz``, reading only its small arrays
+    (errors as `read_motion`)."""
+    import zipfile
+
+    path = motion_path(folder, video_id)
+    _require(path, video_id)
+    try:
+        with np.load(path) as z:
+            return [int(k) for k in z["keyframes"]], len(z["frame_types"])
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:
+        raise _npz_error(path, video_id, "keyframes", err) from None
+
+
 def is_current(path: Path, params: MotionParams) -> bool:
     """Whether ``path`` holds motion extracted with ``params`` (reads only its hash)."""
     try:
@@ -303,4 +345,4 @@ def extract_split(src: str | Path, out: str | Path, *, split: str | None = None,
 
 
 __all__ = ["FORMAT_VERSION", "Motion", "MotionParams", "MotionReport", "STD", "extract", "extract_split",
-           "is_current", "keyframes", "motion_path", "pool_vectors"]
+           "is_current", "keyframes", "motion_path", "pool_vectors", "read_keyframes", "read_motion"]

@@ -44,7 +44,6 @@ from __future__ import annotations
 import contextlib
 import csv
 import datetime
-import hashlib
 import logging
 import math
 import os
@@ -61,7 +60,7 @@ import numpy as np
 from ..errors import DataError, LongRVOSError
 from ..fsutil import atomic_open
 from .config import ReferMoConfig, config_from_dict, load_config
-from .motion import Motion, motion_path
+from .motion import Motion, motion_path, read_keyframes, read_motion
 
 log = logging.getLogger("longrvos_data")
 
@@ -134,21 +133,6 @@ def step_items(num_items: int, seed: int, epoch: int, step: int, *, batch_size: 
 
 # ---- data ----------------------------------------------------------------------------------------
 
-def _read_motion_meta(path: Path, video_id: str) -> tuple[list[int], int]:
-    """(keyframes, frame count) of a motion file, reading only its small arrays."""
-    import zipfile
-
-    if not path.is_file():
-        raise DataError("no motion file for this video (extract it with `longrvos baseline extract-motion`, "
-                        "or train without a motion folder)", file=path, video=video_id, field="motion")
-    try:
-        with np.load(path) as z:
-            return [int(k) for k in z["keyframes"]], len(z["frame_types"])
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:
-        raise DataError(f"cannot read the motion file ({type(err).__name__}: {err})", file=path, video=video_id,
-                        field="keyframes") from None
-
-
 class KeyframeClips:
     """`ClipDataset` items as ``(KeyframeSample, caption)``: frames and masks at model size, the motion
     maps after each sampled keyframe. Map-style (a `DataLoader` takes it as is); picklable for workers."""
@@ -168,12 +152,7 @@ class KeyframeClips:
 
     def motion(self, video_id: str) -> Motion:
         if self._cache is None or self._cache[0] != video_id:
-            path = motion_path(self.motion_dir, video_id)
-            try:
-                self._cache = (video_id, Motion.load(path))
-            except (OSError, ValueError, KeyError, EOFError) as err:
-                raise DataError(f"cannot read the motion file ({type(err).__name__}: {err})", file=path,
-                                video=video_id, field="mv") from None
+            self._cache = (video_id, read_motion(self.motion_dir, video_id))
         return self._cache[1]
 
     def __getitem__(self, index: int):
@@ -275,15 +254,14 @@ def attach_motion(clips, motion_dir: str | Path, config: ReferMoConfig) -> Keyfr
         if item.video_id in pool:
             continue
         path = motion_path(motion_dir, item.video_id)
-        keys, frames = _read_motion_meta(path, item.video_id)
+        keys, frames = read_keyframes(motion_dir, item.video_id)
         if frames != item.num_frames:
             raise DataError(f"the motion file has {frames} frames, the video {item.num_frames}: re-extract it",
                             file=path, video=item.video_id, field="frame_types")
         if not keys:
             raise DataError("the motion file lists no keyframes", file=path, video=item.video_id, field="keyframes")
         pool[item.video_id] = keys
-    # the pool needs the split's video ids, which the dataset has just listed: set it rather than list twice
-    clips.frame_pool = {k: np.asarray(v, dtype=np.int64) for k, v in pool.items()}
+    clips.set_frame_pool(pool)   # the pool needs the split's video ids, which the dataset has just listed
     return KeyframeClips(clips, motion_dir, config)
 
 
@@ -478,18 +456,6 @@ def latest_checkpoint(out: str | Path) -> Path | None:
     """The newest checkpoint of a training output folder, or None."""
     found = list_checkpoints(Path(out) / CHECKPOINT_DIR)
     return found[-1][1] if found else None
-
-
-def checkpoint_sha256(path: str | Path) -> str:
-    """The SHA-256 of a checkpoint file (hex), read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    try:
-        with open(path, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(block)
-    except OSError as err:
-        raise LongRVOSError(f"{path}: cannot read the checkpoint ({err.strerror or err})") from None
-    return digest.hexdigest()
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -946,7 +912,7 @@ __all__ = [
     "autocast_dtype",
     "build_dataset",
     "checkpoint_path",
-    "checkpoint_sha256",
+    
     "config_differences",
     "epoch_order",
     "latest_checkpoint",

@@ -33,7 +33,6 @@ official R metric divides by) are not put in `Video.meta`; read them lazily with
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +42,7 @@ import numpy as np
 
 from .. import masks as _masks
 from ..errors import DataError, LongRVOSError, OnError, Problem, ProblemLog
+from ..fsutil import file_sha256
 from ..schema import Video
 from .base import Dataset, Detection, SplitReader, is_present
 from .mask_dict import check_rle_list, open_index
@@ -304,20 +304,6 @@ def load(path: str | Path, *, split: str | None = None, on_error: OnError = "rai
 
 
 # -- validate hook -------------------------------------------------------------------------------
-def sha256(path: str | Path, *, chunk: int = 4 << 20) -> str:
-    """Hex SHA256 of a file, read in chunks (never whole).
-
-    Example:
-        >>> sha256("ReVOS/mask_dict.json") == ReVOSPaths.SHA256["mask_dict.json"]
-        True
-    """
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
 def validate_extra(path: Path, *, split: str | None, checksums: bool) -> list[Problem]:
     """ReVOS checks beyond the per-video ones: the unextracted archive and, with
     ``checksums``, the SHA256 sums the release publishes.
@@ -350,7 +336,7 @@ def validate_extra(path: Path, *, split: str | None, checksums: bool) -> list[Pr
             if name != ReVOSPaths.FRAMES_ZIP:
                 problems.append(Problem("warning", "file is missing; its SHA256 was not checked", str(file)))
             continue
-        actual = sha256(file)
+        actual = file_sha256(file)
         if actual == expected:
             continue
         if ReVOSPaths.SHA256_OTHER_REVISION.get(name) == actual:
@@ -362,4 +348,4 @@ def validate_extra(path: Path, *, split: str | None, checksums: bool) -> list[Pr
 
 
 __all__ = ["Foreground", "NAME", "ReVOSPaths", "ReVOSSplit", "detect", "foreground", "load", "meta_files",
-           "sha256", "validate_extra"]
+           "validate_extra"]

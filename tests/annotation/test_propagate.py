@@ -129,17 +129,17 @@ def test_resume_skips_finished_videos_and_redoes_a_partial_one(tmp_path):
 @pytest.mark.parametrize("stop", [KeyboardInterrupt, RuntimeError])
 def test_an_interrupted_or_failed_video_leaves_nothing_half_written(tmp_path, monkeypatch, stop):
     pytest.importorskip("longrvos_data.annotation.engines.classical")
-    real = P._write_steps
+    real = P.write_steps
 
-    def dies_midway(steps, writer, video):
+    def dies_midway(steps, write, video):
         def some():
             for k, step in enumerate(steps):
                 if k == 6:
                     raise stop("stopped")
                 yield step
-        real(some(), writer, video)
+        real(some(), write, video)
 
-    monkeypatch.setattr(P, "_write_steps", dies_midway)
+    monkeypatch.setattr(P, "write_steps", dies_midway)
     pred = tmp_path / "pred"
     with pytest.raises(stop):
         propagate_dataset(SAMPLES / "lvos", pred, split="valid")

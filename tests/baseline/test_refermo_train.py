@@ -24,13 +24,13 @@ yaml = pytest.importorskip("yaml")
 
 
 from longrvos_data.baseline.config import load_config
+from longrvos_data.fsutil import file_sha256
 from longrvos_data.baseline.model import build_model
 from longrvos_data.baseline.motion import Motion, extract_split, motion_path
 from longrvos_data.baseline.train import (
     FORMAT,
     _Collate,
     build_dataset,
-    checkpoint_sha256,
     latest_checkpoint,
     list_checkpoints,
     load_checkpoint,
@@ -147,7 +147,7 @@ def test_checkpoint_alone_serves_inference_and_hf_trains_as_raw(data, tmp_path):
     assert tokenizer.convert_tokens_to_ids(["[CLS]", "ellipse"]) == [2, 27]
     stored = read_checkpoint(report.checkpoint)
     assert all(torch.equal(v, stored["model"][k]) for k, v in model.state_dict().items())
-    assert len(checkpoint_sha256(report.checkpoint)) == 64
+    assert len(file_sha256(report.checkpoint)) == 64
     torch.load(report.checkpoint, weights_only=True)  # plain data and tensors only
     # frozen modules run as at inference while training; the learning ones train
     set_train_mode(model)

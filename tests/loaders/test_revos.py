@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from longrvos_data.fsutil import file_sha256
 from longrvos_data import DataError, masks
 from longrvos_data.converters import revos as writer
 from longrvos_data.loaders import mask_dict as md
@@ -148,9 +149,9 @@ def test_validate_extra_checksums(tmp_path, monkeypatch):
         actual = hashlib.sha256((root / name).read_bytes()).hexdigest()
         assert p.level == "error" and revos.ReVOSPaths.SHA256[name] in p.message and actual in p.message
     # matching sums pass; another README revision's sum is a warning; a missing file a warning
-    sums = dict(revos.ReVOSPaths.SHA256, **{"mask_dict.json": revos.sha256(root / "mask_dict.json")})
+    sums = dict(revos.ReVOSPaths.SHA256, **{"mask_dict.json": file_sha256(root / "mask_dict.json")})
     monkeypatch.setattr(revos.ReVOSPaths, "SHA256", sums)
-    other = {"meta_expressions_valid_.json": revos.sha256(root / "meta_expressions_valid_.json")}
+    other = {"meta_expressions_valid_.json": file_sha256(root / "meta_expressions_valid_.json")}
     monkeypatch.setattr(revos.ReVOSPaths, "SHA256_OTHER_REVISION", other)
     (root / "mask_dict_foreground.json").unlink()
     problems = revos.validate_extra(root, split="valid", checksums=True)
